@@ -1,0 +1,66 @@
+"""describe: one text description per sampled image (stage one of the teacher's two-stage prompt).
+
+Backends (`describe.backend`):
+- `prompt`: the generation prompt stands in for the description. No model runs; provenance says so
+  (`backend=prompt`, `model=generation-prompt`). The CPU profile uses it: prompts name the style.
+- `vlm`: a vision-language model served by vLLM analyses each image (stages/llm.py).
+Both go through the shared shard runner, so a crash resumes at the first unfinished shard.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+
+from stages import shards
+from stages.params import Params, load
+
+PROMPT_COLUMNS = ["image_id", "prompt"]
+
+
+def describe_by_prompt(df: pd.DataFrame) -> pd.DataFrame:
+    """The `prompt` backend: description = generation prompt; an empty one is recorded as such."""
+    text = df["prompt"].fillna("").str.strip()
+    return pd.DataFrame({
+        "image_id": df["image_id"], "description": text,
+        "status": text.ne("").map({True: "ok", False: "empty"}), "error": None,
+        "backend": "prompt", "model": "generation-prompt", "prompt_hash": None, "sampling": None,
+        "vllm_version": None,
+    })
+
+
+def _worker(p: Params):
+    if p.describe.backend == "prompt":
+        return nullcontext()
+    from stages.llm import VllmWorker
+
+    return VllmWorker.for_descriptions(p)
+
+
+def run(p: Params, sample_dir: Path = Path("data/sample"), out_dir: Path = Path("data/describe")) -> dict:
+    """Describe every source's sample shards; returns per-source counts by status."""
+    metrics: dict = {"backend": p.describe.backend}
+    with _worker(p) as worker:
+        for source_dir in sorted(d for d in sample_dir.iterdir() if d.is_dir()):
+            if worker is None:
+                fn, columns = describe_by_prompt, PROMPT_COLUMNS
+            else:
+                from stages.llm import describe_vlm
+
+                fn, columns = (lambda df: describe_vlm(df, worker, p)), None
+            stats = shards.map_shards(shards.shard_files(source_dir), out_dir / source_dir.name, fn,
+                                      shard_size=p.describe.shard_size, params=p.describe.model_dump(),
+                                      columns=columns, desc=f"describe {source_dir.name}")
+            status = shards.read_dir(out_dir / source_dir.name, columns=["status"])["status"].value_counts()
+            metrics[source_dir.name] = {"in": stats["rows_in"], "out": stats["rows_out"],
+                                        "shards_resumed": stats["shards_resumed"], **status.to_dict()}
+    return metrics
+
+
+def main() -> None:
+    shards.write_json("metrics/describe.json", run(load()))
+
+
+if __name__ == "__main__":
+    main()
