@@ -109,6 +109,22 @@ class Tally:
         self.rejected[reason] += 1
         self.rejects.append({"source": source, "image_name": str(name), "reason": reason, "detail": detail})
 
+    def merge(self, other: Tally) -> None:
+        self.drawn += other.drawn
+        self.kept += other.kept
+        self.rejected.update(other.rejected)
+        self.converted.update(other.converted)
+        self.rejects += other.rejects
+
+    def to_json(self) -> str:
+        return json.dumps({"drawn": self.drawn, "kept": self.kept, "rejected": self.rejected,
+                           "converted": self.converted, "rejects": self.rejects})
+
+    @classmethod
+    def from_json(cls, text: str) -> Tally:
+        d = json.loads(text)
+        return cls(d["drawn"], d["kept"], Counter(d["rejected"]), Counter(d["converted"]), d["rejects"])
+
     def report(self) -> dict:
         assert self.drawn == self.kept + sum(self.rejected.values()), "sample counts do not reconcile"
         return {"in": self.drawn, "kept": self.kept, "rejected": sum(self.rejected.values()),
@@ -183,74 +199,84 @@ def draw(meta: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return drawn.sort_values(["part_id", "image_name"], kind="stable")
 
 
+def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFrame, s: Sample) -> tuple[list[dict], Tally]:
+    """Filter the drawn rows of one part; returns kept records (with image bytes) and the part's tally."""
+    tally = Tally(drawn=len(rows))
+    kept: list[dict] = []
+    for row in rows.itertuples():
+        entry = part_meta.get(row.image_name)
+        if row.duplicate:
+            tally.reject(name, row.image_name, "duplicate_name")
+            continue
+        if not isinstance(entry, dict):
+            tally.reject(name, row.image_name, "not_in_part_json", f"part-{row.part_id:06d}.json")
+            continue
+        prompt, cfg = entry.get("p", row.prompt), entry.get("c", row.cfg)
+        reason = prompt_reject(prompt, cfg, s)
+        if reason:
+            tally.reject(name, row.image_name, *reason)
+            continue
+        try:
+            data = zf.read(row.image_name)
+            facts = image_record(data, s)
+        except KeyError:
+            tally.reject(name, row.image_name, "image_missing", f"not in part-{row.part_id:06d}.zip")
+            continue
+        except ValueError as err:
+            reason, _, detail = str(err).partition(": ")
+            tally.reject(name, row.image_name, reason, detail)
+            continue
+        mode = facts.pop("mode")
+        if mode != "RGB":
+            tally.converted[mode] += 1
+        tally.kept += 1
+        kept.append({
+            "image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
+            "part_id": int(row.part_id), "prompt": " ".join(prompt.split()),
+            "seed": _int_or_none(entry.get("se")), "cfg": _float_or_none(cfg),
+            "steps": _int_or_none(entry.get("st")), "sampler": _str_or_none(entry.get("sa")),
+            "image_bytes": data, **facts,
+        })
+    return kept, tally
+
+
 def sample_source(name: str, src: Source, s: Sample, seed: int, out_dir: Path) -> Tally:
-    """Draw, filter and write one source's shards; returns its tally (kept + rejected = drawn)."""
+    """Draw, filter and write one source's shards, part by part; returns its tally (kept + rejected = drawn).
+
+    A finished part leaves `_parts/part-NNNNNN.json` (its tally) after its shards, so a rerun after a
+    crash skips it; only the part in flight is redone. At most one part's images are in memory.
+    """
     corpus = Corpus(src)
     if src.min_words is not None:
         s = s.model_copy(update={"min_words": src.min_words})
     drawn = draw(corpus.metadata(), s.n, seed)
-    tally = Tally(drawn=len(drawn))
-    duplicated = drawn["image_name"].duplicated()
-    buffer: list[dict] = []
-    n_shards = 0
-
-    def flush() -> None:
-        nonlocal n_shards
-        shards.write_atomic(pd.DataFrame(buffer), out_dir / name / f"shard-{n_shards:05d}.parquet")
-        n_shards += 1
-        buffer.clear()
-
+    drawn["duplicate"] = drawn["image_name"].duplicated()
+    out = out_dir / name
+    shards.prepare_dir(out, {"source": src.model_dump(), "sample": s.model_dump(), "seed": seed})
+    total = Tally()
     with tqdm(total=len(drawn), desc=f"sample {name}", unit="img") as bar:
         for part_id, rows in drawn.groupby("part_id", sort=True):
-            try:
-                zf, part_meta = read_part(corpus.part(int(part_id)), int(part_id))
-            except CorpusError as err:
-                for row in rows.itertuples():
-                    tally.reject(name, row.image_name, "part_unreadable", str(err))
-                bar.update(len(rows))
-                continue
-            with zf:
-                for row, dup in zip(rows.itertuples(), duplicated[rows.index]):
-                    bar.update()
-                    entry = part_meta.get(row.image_name)
-                    prompt = entry.get("p", row.prompt) if isinstance(entry, dict) else row.prompt
-                    cfg = entry.get("c", row.cfg) if isinstance(entry, dict) else row.cfg
-                    if dup:
-                        tally.reject(name, row.image_name, "duplicate_name")
-                        continue
-                    if entry is None:
-                        tally.reject(name, row.image_name, "not_in_part_json", f"part-{part_id:06d}.json")
-                        continue
-                    reason = prompt_reject(prompt, cfg, s)
-                    if reason:
-                        tally.reject(name, row.image_name, *reason)
-                        continue
-                    try:
-                        data = zf.read(row.image_name)
-                        facts = image_record(data, s)
-                    except KeyError:
-                        tally.reject(name, row.image_name, "image_missing", f"not in part-{part_id:06d}.zip")
-                        continue
-                    except ValueError as err:
-                        reason, _, detail = str(err).partition(": ")
-                        tally.reject(name, row.image_name, reason, detail)
-                        continue
-                    mode = facts.pop("mode")
-                    if mode != "RGB":
-                        tally.converted[mode] += 1
-                    tally.kept += 1
-                    buffer.append({
-                        "image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
-                        "part_id": int(part_id), "prompt": " ".join(prompt.split()),
-                        "seed": _int_or_none(entry.get("se")), "cfg": _float_or_none(cfg),
-                        "steps": _int_or_none(entry.get("st")), "sampler": _str_or_none(entry.get("sa")),
-                        "image_bytes": data, **facts,
-                    })
-                    if len(buffer) >= s.shard_size:
-                        flush()
-    if buffer:
-        flush()
-    return tally
+            marker = out / "_parts" / f"part-{part_id:06d}.json"
+            if marker.exists():
+                tally = Tally.from_json(marker.read_text())
+            else:
+                try:
+                    zf, part_meta = read_part(corpus.part(int(part_id)), int(part_id))
+                except CorpusError as err:
+                    kept, tally = [], Tally(drawn=len(rows))
+                    for row in rows.itertuples():
+                        tally.reject(name, row.image_name, "part_unreadable", str(err))
+                else:
+                    with zf:
+                        kept, tally = sample_part(name, zf, part_meta, rows, s)
+                for k in range(0, len(kept), s.shard_size):
+                    shards.write_atomic(pd.DataFrame(kept[k : k + s.shard_size]),
+                                        out / f"shard-p{part_id:06d}-{k // s.shard_size:04d}.parquet")
+                marker.parent.mkdir(exist_ok=True)
+                shards.write_text_atomic(marker, tally.to_json())
+            total.merge(tally)
+            bar.update(len(rows))
+    return total
 
 
 def _int_or_none(v):
@@ -267,9 +293,10 @@ def _str_or_none(v):
 
 def run(p: Params, out_dir: Path = Path("data/sample")) -> dict:
     """Sample every source; write shards, rejects and the metrics dict (returned)."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.iterdir():  # outputs persist across runs (resume); drop sources no longer listed
+        if stale.is_dir() and stale.name not in p.sources:
+            shutil.rmtree(stale)
     metrics: dict = {"absent_sources": []}
     rejects: list[dict] = []
     for name, src in p.sources.items():

@@ -65,7 +65,7 @@ def write_atomic(df: pd.DataFrame | pa.Table, path: str | Path) -> Path:
     return path
 
 
-def _prepare(out_dir: Path, fingerprint: dict) -> None:
+def prepare_dir(out_dir: Path, fingerprint: dict) -> None:
     """Keep finished shards only if they were made from the same inputs and params."""
     marker = out_dir / FINGERPRINT
     wanted = json.dumps(fingerprint, sort_keys=True, default=str)
@@ -100,7 +100,7 @@ def map_shards(
     Returns counts: shards total, shards skipped because a previous run finished them, rows.
     """
     out_dir = Path(out_dir)
-    _prepare(out_dir, {"params": params, "inputs": input_fingerprint(in_files), "shard_size": shard_size})
+    prepare_dir(out_dir, {"params": params, "inputs": input_fingerprint(in_files), "shard_size": shard_size})
     total = count_rows(in_files)
     stats = {"shards": 0, "shards_resumed": 0, "rows_in": total, "rows_out": 0}
     with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True) as bar:
@@ -124,6 +124,14 @@ def read_dir(directory: str | Path, columns: list[str] | None = None) -> pd.Data
     if not files:
         return pd.DataFrame(columns=columns or [])
     return pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files], ignore_index=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """A completion marker must never exist half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -194,3 +194,17 @@ def test_hf_source_downloads_only_the_parts_it_samples(make_params, tmp_path, ho
         assert HubHandler.requested == []
     finally:
         server.shutdown()
+
+
+def test_rerun_after_a_crash_redoes_only_unfinished_parts(make_params, tmp_path, horde, monkeypatch):
+    src = {"horde": {"kind": "local", "path": str(horde), "min_words": 5}}
+    first, out = run_sample(make_params, tmp_path, src)
+    before = {f.name: f.read_bytes() for f in shards.shard_files(out / "horde")}
+    (out / "horde" / "_parts" / "part-000004.json").unlink()  # part 4 was in flight when the run died
+    opened = []
+    real = sample.read_part
+    monkeypatch.setattr(sample, "read_part", lambda path, part_id: opened.append(part_id) or real(path, part_id))
+    again, _ = run_sample(make_params, tmp_path, src)
+    assert opened == [4]
+    assert again == first
+    assert {f.name: f.read_bytes() for f in shards.shard_files(out / "horde")} == before
