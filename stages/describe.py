@@ -53,8 +53,8 @@ def run(p: Params, sample_dir: Path = Path("data/sample"), out_dir: Path = Path(
                                       shard_size=p.describe.shard_size, params=p.describe.model_dump(),
                                       columns=columns, desc=f"describe {source_dir.name}")
             status = shards.read_dir(out_dir / source_dir.name, columns=["status"])["status"].value_counts()
-            metrics[source_dir.name] = {"in": stats["rows_in"], "out": stats["rows_out"],
-                                        "shards_resumed": stats["shards_resumed"], **status.to_dict()}
+            print(f"describe {source_dir.name}: {stats['shards']} shards, {stats['shards_resumed']} resumed from a previous run")
+            metrics[source_dir.name] = {"in": stats["rows_in"], "out": stats["rows_out"], **status.to_dict()}
     return metrics
 
 

@@ -8,6 +8,7 @@ Two labelers write side by side, so their agreement can be measured:
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -145,25 +146,28 @@ def label_source(p: Params, source: str, taxonomy: Taxonomy, out_dir: Path, work
     if worker is not None:
         from stages.llm import label_llm  # the LLM labeler needs the vLLM worker only
 
-        llm_stats = shards.map_shards(
+        stats = shards.map_shards(
             shards.shard_files(describe_dir), out_dir / "llm" / source,
             lambda df: label_llm(df, worker, p, taxonomy),
-            shard_size=p.label.shard_size, params=p.label.model_dump(),
+            shard_size=p.label.shard_size, params={**p.label.model_dump(), "files": _file_hashes(p)},
             columns=["image_id", "description", "status"], desc=f"label llm {source}",
         )
+        # resume evidence goes to the log, not to metrics: metrics must not depend on crash history
+        print(f"label llm {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed")
         llm = shards.read_dir(out_dir / "llm" / source)
         labels = labels.merge(llm, on="image_id", how="left", validate="one_to_one")
-    else:
-        llm_stats = None
     chosen = f"{p.label.train_labeler}_styles"
     labels["styles"] = labels[chosen]
     labels["taxonomy_version"] = taxonomy.version
     source_path = Path(p.sources[source].path)
     gold = gold_classes(labels["image_id"].str.split("/", n=1).str[1], source_path)
     report = agreement_report(labels, gold)
-    if llm_stats:
-        report["llm"]["shards_resumed"] = llm_stats["shards_resumed"]
     return labels, report
+
+
+def _file_hashes(p: Params) -> dict:
+    """Editing the taxonomy or the few-shot prompt must redo LLM shards, not resume stale ones."""
+    return {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in (p.label.taxonomy, p.label.fewshot)}
 
 
 def _llm_worker(p: Params):

@@ -84,3 +84,13 @@ def test_push_then_pull_in_a_fresh_clone(project, tmp_path):
     assert (fresh / "data" / "model").is_dir() and any((fresh / "data" / "embed").rglob("shard-*.parquet"))
     assert "up to date" in sh("dvc status", fresh)
     assert ran(sh("dvc repro", fresh)) == set()
+
+
+def test_same_params_same_metrics(project):
+    """Determinism: forcing every stage to run again reproduces metrics/*.json byte for byte."""
+    sh("dvc repro", project)
+    before = {f.name: f.read_bytes() for f in (project / "metrics").glob("*.json")}
+    sh("dvc repro --force", project)
+    after = {f.name: f.read_bytes() for f in (project / "metrics").glob("*.json")}
+    assert before.keys() == after.keys() and len(before) >= 6
+    assert [name for name in before if before[name] != after[name]] == []
