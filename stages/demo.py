@@ -105,10 +105,9 @@ def build_rows(crops_per_subject: int, size: int, seed: int) -> list[dict]:
     rows = []
     for subject, phrase in SUBJECTS.items():
         photo = _photo(subject)
-        for crop in range(crops_per_subject):
-            base = _crop(photo, size, rng)
-            for style, template in PROMPTS.items():
-                rows.append({"pixels": render(base, style), "prompt": template.format(phrase), "cfg": 7.0})
+        for _ in range(crops_per_subject):
+            for style, template in PROMPTS.items():  # each image its own crop: no pixel-level twins across styles
+                rows.append({"pixels": render(_crop(photo, size, rng), style), "prompt": template.format(phrase), "cfg": 7.0})
     for prompt, cfg in BAD_PROMPTS:
         rows.append({"pixels": _crop(_photo("chelsea"), size, rng), "prompt": prompt, "cfg": cfg})
     for i, row in enumerate(rows):
