@@ -29,7 +29,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from stages import shards
 from stages.embed import AUGMENTED, load_encoder, read_embeddings
 from stages.params import Params, load
-from stages.predict import load_probe, predict_proba
+from stages.predict import ambiguity, load_probe, predict_proba
 
 MODEL_DIR = Path("data/model")
 CLIP_LOGIT_SCALE = 100.0  # CLIP's learned temperature saturates at 100; only calibration depends on it
@@ -64,16 +64,6 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int) -> f
     gaps = [abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).mean()
             for b in range(bins) if (which == b).any()]
     return float(np.sum(gaps))
-
-
-def ambiguity(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(entropy, cross-entropy from the uniform distribution) per row, in nats.
-
-    Entropy is 0 for one clear style and log(K) when all K are equally likely; the cross-entropy
-    H(uniform, p) = -mean_k log p_k grows when the probe rules some styles out with confidence.
-    """
-    clipped = np.clip(probs, 1e-12, 1.0)
-    return entr(probs).sum(axis=1), -np.log(clipped).mean(axis=1)
 
 
 # ---------- baselines ----------

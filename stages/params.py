@@ -58,6 +58,7 @@ class Describe(Strict):
     backend: Literal["prompt", "vlm"]
     model: str
     image_max_side: int = Field(ge=32)
+    max_model_len: int = Field(ge=256)
     max_tokens: int = Field(ge=1)
     temperature: float = Field(ge=0)
     batch_size: int = Field(ge=1)
@@ -73,10 +74,12 @@ class Label(Strict):
     taxonomy: str
     fewshot: str
     model: str
+    max_model_len: int = Field(ge=256)  # 10 few-shot examples (~900 tokens) + description + answer
     max_tokens: int = Field(ge=8)
     temperature: float = Field(ge=0)
     batch_size: int = Field(ge=1)
     retries: int = Field(ge=0)
+    timeout_s: float = Field(gt=0)
     shard_size: int = Field(ge=1)
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ PREDICTION_SCHEMA = pa.schema([
     ("confidence", pa.float64()),
     ("entropy", pa.float64()),  # nats
     ("ambiguity", pa.float64()),  # entropy / log(n_classes), in [0, 1]
+    ("cross_entropy_uniform", pa.float64()),  # H(uniform, p), nats: the style-ambiguity paper's score
 ])
 REJECT_COLUMNS = ["platform", "image_id", "aug_seed", "reason"]
 
@@ -109,12 +110,22 @@ def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, classes: li
     return describe_probs(batch["image_id"].to_numpy()[keep], predict_proba(vectors[keep], W, b), classes), rejects
 
 
+def ambiguity(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(entropy, cross-entropy from the uniform distribution) per row, in nats.
+
+    Entropy is 0 for one clear style and log(K) when all K are equally likely; the cross-entropy
+    H(uniform, p) = -mean_k log p_k grows when the probe rules some styles out with confidence.
+    """
+    clipped = np.clip(probs, 1e-12, 1.0)
+    return entr(probs).sum(axis=1), -np.log(clipped).mean(axis=1)
+
+
 def describe_probs(image_ids: np.ndarray, probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """One row per image: top-1/top-3 styles, confidence, entropy and ambiguity of its distribution."""
     names = np.asarray(classes, dtype=object)
     order = np.argsort(-probs, axis=1, kind="stable")[:, :3]
     top3_prob = np.take_along_axis(probs, order, axis=1).astype(np.float32)
-    entropy = entr(probs).sum(axis=1)
+    entropy, cross_entropy = ambiguity(probs)
     return pd.DataFrame({
         "image_id": image_ids,
         "top1": names[order[:, 0]],
@@ -124,6 +135,7 @@ def describe_probs(image_ids: np.ndarray, probs: np.ndarray, classes: list[str])
         "confidence": probs.max(axis=1, initial=0.0),
         "entropy": entropy,
         "ambiguity": np.clip(entropy / np.log(len(classes)), 0.0, 1.0),
+        "cross_entropy_uniform": cross_entropy,
     })
 
 
@@ -161,6 +173,7 @@ def platform_summary(pred: pd.DataFrame, rejects: pd.DataFrame, classes: list[st
         f"{platform}.mean_confidence": float(pred["confidence"].mean()) if n else 0.0,
         f"{platform}.mean_entropy": float(pred["entropy"].mean()) if n else 0.0,
         f"{platform}.mean_ambiguity": float(pred["ambiguity"].mean()) if n else 0.0,
+        f"{platform}.mean_cross_entropy_uniform": float(pred["cross_entropy_uniform"].mean()) if n else 0.0,
         **{f"{platform}.share.{style}": float(s) for style, s in shares.items()},
     }
     styles = pd.DataFrame({"platform": platform, "style": classes, "count": counts.to_numpy(), "share": shares.to_numpy()})
@@ -188,7 +201,7 @@ def main(p: Params | None = None, root: str | Path = ".") -> dict:
             continue
         out = out_dir / f"{platform}.parquet"
         rejected = predict_platform(files, W, b, classes, out, platform)
-        pred = pd.read_parquet(out, columns=["top1", "confidence", "entropy", "ambiguity"])
+        pred = pd.read_parquet(out, columns=["top1", "confidence", "entropy", "ambiguity", "cross_entropy_uniform"])
         m, s, a = platform_summary(pred, rejected, classes, platform)
         metrics["platforms_present"] += 1
         metrics.update(m)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages import embed, evaluate, train
+from stages import embed, evaluate, predict, train
 from tests.test_embed import make_project, params_with, save_random_clip
 
 
@@ -27,7 +27,7 @@ def test_expected_calibration_error():
 
 
 def test_ambiguity_extremes():
-    entropy, cross = evaluate.ambiguity(np.array([[0.25] * 4, [1.0, 0.0, 0.0, 0.0]]))
+    entropy, cross = predict.ambiguity(np.array([[0.25] * 4, [1.0, 0.0, 0.0, 0.0]]))
     assert entropy[0] == pytest.approx(np.log(4)) and cross[0] == pytest.approx(np.log(4))
     assert entropy[1] == pytest.approx(0.0) and cross[1] > 10  # rules three styles out with certainty
 

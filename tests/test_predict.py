@@ -57,6 +57,9 @@ def test_describe_probs_top3_confidence_entropy_ambiguity():
     h0 = -(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1))
     np.testing.assert_allclose(out["entropy"], [h0, np.log(3), 0.0], atol=1e-12)
     np.testing.assert_allclose(out["ambiguity"], [h0 / np.log(3), 1.0, 0.0], atol=1e-12)
+    ce0 = -(np.log(0.7) + np.log(0.2) + np.log(0.1)) / 3
+    np.testing.assert_allclose(out["cross_entropy_uniform"][:2], [ce0, np.log(3)], atol=1e-12)
+    assert out["cross_entropy_uniform"][2] == pytest.approx(-2 * np.log(1e-12) / 3)  # confident: clipped, finite
 
 
 def test_predict_batch_rejects_with_reasons_and_reconciles():

@@ -1,0 +1,80 @@
+"""CPU throughput of the vLLM teacher: label (Gemma 3 270M) and describe (tiny random BLIP-2) images/s.
+
+Each is timed through the production path (VllmWorker + label_llm / describe_vlm) with params.yaml;
+engine start-up is reported apart from steady-state throughput (one warm-up batch is excluded).
+Label inputs: generation prompts of the shared Horde corpus standing in for descriptions (the CPU
+profile's `prompt` backend does exactly that), else a fixed sentence. Describe uses synthetic images:
+the tiny VLM's speed says what the plumbing costs, not what a real VLM would.
+
+    .venv/bin/python bench/bench_labels.py [--n 48]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stages.label import load_taxonomy  # noqa: E402
+from stages.llm import VLLM_PYTHON, VllmWorker, describe_vlm, label_llm  # noqa: E402
+from stages.params import load  # noqa: E402
+
+HORDE = ROOT.parent / "shared" / "data" / "horde-diffusiondb" / "metadata.parquet"
+
+
+def descriptions(n: int) -> pd.DataFrame:
+    texts = (pd.read_parquet(HORDE, columns=["prompt"])["prompt"].head(n).tolist() if HORDE.exists()
+             else ["A watercolor painting of a lighthouse at dusk, soft washes of blue."] * n)
+    return pd.DataFrame({"image_id": [f"b/{i}" for i in range(len(texts))], "description": texts, "status": "ok"})
+
+
+def images(n: int) -> pd.DataFrame:
+    def encode(i):
+        buf = io.BytesIO()
+        Image.new("RGB", (512 + 8 * i, 384), (i * 5 % 255, 80, 160)).save(buf, format="WEBP")
+        return buf.getvalue()
+
+    return pd.DataFrame({"image_id": [f"b/{i}" for i in range(n)], "prompt": ["a test image"] * n,
+                         "image_bytes": [encode(i) for i in range(n)]})
+
+
+def timed(worker_factory, run, df: pd.DataFrame, warmup: int) -> tuple[float, float]:
+    start = time.perf_counter()
+    with worker_factory() as worker:
+        ready = time.perf_counter() - start
+        run(df.head(warmup), worker)
+        t = time.perf_counter()
+        run(df, worker)
+        return ready, len(df) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=48)
+    args = ap.parse_args()
+    p = load(ROOT / "params.yaml")
+    taxonomy = load_taxonomy(ROOT / p.label.taxonomy)
+    start, rate = timed(lambda: VllmWorker.for_labels(p), lambda df, w: label_llm(df, w, p, taxonomy),
+                        descriptions(args.n), p.label.batch_size)
+    print(f"label    Gemma 3 270M   engine start {start:6.1f} s   {rate:6.2f} images/s  (batch {p.label.batch_size})")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([str(VLLM_PYTHON), "tests/llm_tiny_vlm.py", f"{tmp}/vlm"], cwd=ROOT, check=True,
+                       capture_output=True)
+        q = p.model_copy(update={"describe": p.describe.model_copy(update={"model": f"{tmp}/vlm"})})
+        start, rate = timed(lambda: VllmWorker.for_descriptions(q), lambda df, w: describe_vlm(df, w, q),
+                            images(args.n), q.describe.batch_size)
+    print(f"describe tiny BLIP-2   engine start {start:6.1f} s   {rate:6.2f} images/s  "
+          f"(batch {q.describe.batch_size}, {q.describe.max_tokens} max tokens)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""VllmWorker's protocol, timeouts and crash handling, against stand-in worker processes (no vLLM needed).
+
+The stand-ins speak the worker's JSON-line protocol; what they do wrong (hang, die) is what the parent
+must survive. The real engine's behaviour on bad requests is tested in tests/test_llm.py.
+"""
+import io
+import sys
+
+import pytest
+from PIL import Image
+
+from stages.llm import VllmWorker, WorkerError, image_data_url, parse_styles
+
+READY = 'import json, sys, time; print(json.dumps({"ready": True, "vllm_version": "stand-in"}), flush=True)\n'
+ECHO = READY + (
+    "for line in sys.stdin:\n"
+    "    reqs = json.loads(line)['requests']\n"
+    "    print(json.dumps({'results': [{'text': r['prompt'].upper(), 'token_ids': [], 'finish_reason': 'stop',"
+    " 'error': None} for r in reqs]}), flush=True)\n"
+)
+HANG = READY + "for line in sys.stdin:\n    time.sleep(60)\n"
+CRASH = READY + "for line in sys.stdin:\n    sys.exit(3)\n"
+
+
+def _worker(script, **kw):
+    return VllmWorker({"model": "stand-in"}, argv=[sys.executable, "-c", script], **kw)
+
+
+def test_echo_round_trip_and_clean_exit_on_eof():
+    with _worker(ECHO, timeout_s=5, retries=0) as w:
+        out = w.generate([{"prompt": "a"}, {"prompt": "b"}], {"max_tokens": 4})
+        assert [r["text"] for r in out] == ["A", "B"] and w.vllm_version == "stand-in"
+        proc = w._proc
+    assert proc.returncode == 0  # stdin EOF ended it, no kill needed
+
+
+def test_timeout_gives_failed_results_and_retries_on_a_fresh_worker():
+    with _worker(HANG, timeout_s=0.5, retries=1) as w:
+        out = w.generate([{"prompt": "a"}, {"prompt": "b"}], {})
+        assert len(out) == 2 and all(r["text"] is None and r["error"].startswith("timeout") for r in out)
+        assert len(w.failures) == 2  # first try + one retry, each on its own worker process
+
+
+def test_crash_is_reported_with_exit_code_and_worker_restarts():
+    with _worker(CRASH, timeout_s=5, retries=2) as w:
+        out = w.generate([{"prompt": "a"}], {})
+        assert "exited with code 3" in out[0]["error"] and len(w.failures) == 3
+
+
+def test_missing_venv_and_dead_start_name_the_cause(tmp_path):
+    with pytest.raises(WorkerError, match="vLLM venv is missing"):
+        VllmWorker({"model": "m"}, timeout_s=1, retries=0, python=tmp_path / "nope" / "python").start()
+    with pytest.raises(WorkerError, match="(?s)did not start.*code 2.*boom"):
+        _worker("import sys; print('boom', file=sys.stderr); sys.exit(2)", timeout_s=1, retries=0).start()
+
+
+def test_for_labels_requires_the_converted_model(make_params, tmp_path):
+    p = make_params({"label": {"model": str(tmp_path / "missing")}})
+    with pytest.raises(WorkerError, match="convert_llm"):
+        VllmWorker.for_labels(p)
+
+
+def test_image_data_url_bounds_the_longest_side():
+    buf = io.BytesIO()
+    Image.new("RGB", (1000, 250), (10, 200, 30)).save(buf, format="WEBP")
+    url = image_data_url(buf.getvalue(), 448)
+    import base64
+
+    img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert url.startswith("data:image/png;base64,") and img.size == (448, 112)
+
+
+def test_parse_styles_rejects_cut_and_malformed_output():
+    ok = {"error": None, "finish_reason": "stop", "text": '{"styles":["oil  painting","baroque","x"]}'}
+    assert parse_styles(ok) == (["oil painting", "baroque", "x"], None)
+    raw, err = parse_styles({**ok, "finish_reason": "length"})
+    assert raw is None and "max_tokens" in err
+    raw, err = parse_styles({**ok, "text": '{"tags": []}'})
+    assert raw is None and "schema" in err
