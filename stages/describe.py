@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from stages import shards
-from stages.params import Params, load
+from stages.params import RUN_KNOBS, Params, load
 
 PROMPT_COLUMNS = ["image_id", "prompt"]
 
@@ -30,28 +30,33 @@ def describe_by_prompt(df: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _worker(p: Params):
+def _workers(p: Params):
+    """Engine replicas (one per GPU) for the vlm backend; none for the prompt backend."""
     if p.describe.backend == "prompt":
         return nullcontext()
-    from stages.llm import VllmWorker
+    from stages.llm import VllmWorker, WorkerPool
 
-    return VllmWorker.for_descriptions(p)
+    return WorkerPool(lambda env: VllmWorker.for_descriptions(p, env), p.describe.replicas)
 
 
 def run(p: Params, sample_dir: Path = Path("data/sample"), out_dir: Path = Path("data/describe")) -> dict:
     """Describe every source's sample shards; returns per-source counts by status."""
     metrics: dict = {"backend": p.describe.backend}
-    with _worker(p) as worker:
-        for source_dir in sorted(d for d in sample_dir.iterdir() if d.is_dir()):
-            if worker is None:
-                fn, columns = describe_by_prompt, PROMPT_COLUMNS
-            else:
-                from stages.llm import describe_vlm
+    with _workers(p) as pool:
+        fn, columns = describe_by_prompt, PROMPT_COLUMNS
+        if pool is not None:
+            from stages.llm import describe_vlm
 
-                fn, columns = (lambda df: describe_vlm(df, worker, p)), None
-            stats = shards.map_shards(shards.shard_files(source_dir), out_dir / source_dir.name, fn,
-                                      shard_size=p.describe.shard_size, params=p.describe.model_dump(),
-                                      columns=columns, desc=f"describe {source_dir.name}")
+            def fn(df: pd.DataFrame) -> pd.DataFrame:
+                with pool.lease() as worker:
+                    return describe_vlm(df, worker, p)
+
+            columns = None
+        for source_dir in sorted(d for d in sample_dir.iterdir() if d.is_dir()):
+            stats = shards.map_shards(
+                shards.shard_files(source_dir), out_dir / source_dir.name, fn, shard_size=p.describe.shard_size,
+                params=p.describe.model_dump(exclude=RUN_KNOBS), columns=columns,
+                desc=f"describe {source_dir.name}", threads=len(pool) if pool else 1)
             status = shards.read_dir(out_dir / source_dir.name, columns=["status"])["status"].value_counts()
             print(f"describe {source_dir.name}: {stats['shards']} shards, {stats['shards_resumed']} resumed from a previous run")
             metrics[source_dir.name] = {"in": stats["rows_in"], "out": stats["rows_out"], **status.to_dict()}

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from stages import shards
-from stages.params import Params, load
+from stages.params import RUN_KNOBS, Params, load
 
 
 @dataclass(frozen=True)
@@ -138,19 +138,22 @@ def gold_classes(image_names: pd.Series, source_path: Path) -> pd.Series | None:
     return image_names.map(gold).fillna("").reset_index(drop=True)
 
 
-def label_source(p: Params, source: str, taxonomy: Taxonomy, out_dir: Path, worker=None) -> tuple[pd.DataFrame, dict]:
-    """Label one source's descriptions with keywords (+ LLM when a worker is given); returns labels and report."""
+def label_source(p: Params, source: str, taxonomy: Taxonomy, out_dir: Path, pool=None) -> tuple[pd.DataFrame, dict]:
+    """Label one source's descriptions with keywords (+ LLM when a worker pool is given); returns labels and report."""
     describe_dir = Path("data/describe") / source
     descriptions = shards.read_dir(describe_dir, columns=["image_id", "description", "status"])
     labels = keyword_labels(descriptions, taxonomy, p.label.max_styles)
-    if worker is not None:
-        from stages.llm import label_llm  # the LLM labeler needs the vLLM worker only
+    if pool is not None:
+        from stages.llm import label_llm  # the LLM labeler needs the vLLM workers only
+
+        def fn(df: pd.DataFrame) -> pd.DataFrame:
+            with pool.lease() as worker:
+                return label_llm(df, worker, p, taxonomy)
 
         stats = shards.map_shards(
-            shards.shard_files(describe_dir), out_dir / "llm" / source,
-            lambda df: label_llm(df, worker, p, taxonomy),
-            shard_size=p.label.shard_size, params={**p.label.model_dump(), "files": _file_hashes(p)},
-            columns=["image_id", "description", "status"], desc=f"label llm {source}",
+            shards.shard_files(describe_dir), out_dir / "llm" / source, fn,
+            shard_size=p.label.shard_size, params={**p.label.model_dump(exclude=RUN_KNOBS), "files": _file_hashes(p)},
+            columns=["image_id", "description", "status"], desc=f"label llm {source}", threads=len(pool),
         )
         # resume evidence goes to the log, not to metrics: metrics must not depend on crash history
         print(f"label llm {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed")
@@ -170,13 +173,13 @@ def _file_hashes(p: Params) -> dict:
     return {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in (p.label.taxonomy, p.label.fewshot)}
 
 
-def _llm_worker(p: Params):
-    """One vLLM worker for the whole stage (engine start-up is the slow part), or none."""
+def _llm_workers(p: Params):
+    """vLLM engine replicas (one per GPU) kept for the whole stage (start-up is the slow part), or none."""
     if not p.label.run_llm:
         return nullcontext()
-    from stages.llm import VllmWorker
+    from stages.llm import VllmWorker, WorkerPool
 
-    return VllmWorker.for_labels(p)
+    return WorkerPool(lambda env: VllmWorker.for_labels(p, env), p.label.replicas)
 
 
 def main() -> None:
@@ -185,9 +188,9 @@ def main() -> None:
     out_dir = Path("data/labels")
     sources = [s.name for s in sorted(Path("data/describe").iterdir()) if s.is_dir()]
     metrics: dict = {"taxonomy_version": taxonomy.version, "categories": len(taxonomy.categories)}
-    with _llm_worker(p) as worker:
+    with _llm_workers(p) as pool:
         for source in sources:
-            labels, metrics[source] = label_source(p, source, taxonomy, out_dir, worker)
+            labels, metrics[source] = label_source(p, source, taxonomy, out_dir, pool)
             shards.write_atomic(labels, out_dir / f"{source}.parquet")
     shards.write_json("metrics/labels.json", metrics)
 

@@ -23,6 +23,9 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -78,19 +81,19 @@ class VllmWorker:
         self._timed_out: float | None = None
 
     @classmethod
-    def for_labels(cls, p: Params) -> VllmWorker:
+    def for_labels(cls, p: Params, env: dict | None = None) -> VllmWorker:
         model = Path(p.label.model)
         if p.label.model.startswith(("data/", "/", ".")) and not (model / "config.json").exists():
             raise WorkerError(f"label.model {model} has no config.json: run `dvc repro convert_llm` first")
         engine = {"model": str(model), "max_model_len": p.label.max_model_len, "seed": p.seed,
                   "structured_outputs_config": STRUCTURED}
-        return cls(engine, timeout_s=p.label.timeout_s, retries=p.label.retries)
+        return cls(engine, timeout_s=p.label.timeout_s, retries=p.label.retries, env=env)
 
     @classmethod
-    def for_descriptions(cls, p: Params) -> VllmWorker:
+    def for_descriptions(cls, p: Params, env: dict | None = None) -> VllmWorker:
         engine = {"model": p.describe.model, "max_model_len": p.describe.max_model_len, "seed": p.seed,
                   "limit_mm_per_prompt": {"image": 1}}
-        return cls(engine, timeout_s=p.describe.timeout_s, retries=p.describe.retries)
+        return cls(engine, timeout_s=p.describe.timeout_s, retries=p.describe.retries, env=env)
 
     def __enter__(self) -> VllmWorker:
         self.start()
@@ -187,6 +190,54 @@ class VllmWorker:
         self._stderr.join(timeout=5)  # let the last log lines (the traceback) arrive
         tail = "\n".join(list(self._log)[-15:])
         return f"worker exited with code {code}; log tail:\n{tail}"
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES, else what nvidia-smi lists, else none (CPU)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+        return [g.strip() for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+
+
+class WorkerPool:
+    """Data parallelism: one VllmWorker (engine replica) per GPU, each pinned with CUDA_VISIBLE_DEVICES.
+
+    Shards run in threads (`stages.shards.map_shards(threads=len(pool))`); each takes a free worker for
+    the duration of its shard with `lease()`. `replicas` 0 means one per visible GPU (one on a CPU box).
+    """
+
+    def __init__(self, make: Callable[[dict | None], VllmWorker], replicas: int = 0):
+        gpus = visible_gpus()
+        n = replicas or max(len(gpus), 1)
+        envs = [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else None for i in range(n)]
+        self.workers = [make(env) for env in envs]
+        self._free: queue.Queue = queue.Queue()
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    def __enter__(self) -> WorkerPool:
+        with ThreadPoolExecutor(len(self.workers)) as starting:  # engines load their weights in parallel
+            list(starting.map(VllmWorker.start, self.workers))
+        for worker in self.workers:
+            self._free.put(worker)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for worker in self.workers:
+            worker.close()
+
+    @contextmanager
+    def lease(self):
+        worker = self._free.get()
+        try:
+            yield worker
+        finally:
+            self._free.put(worker)
 
 
 def _pump(stream, sink, mark_eof: bool) -> None:

@@ -17,6 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+# How a stage runs, not what it computes: changing these must not invalidate finished shards.
+RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "workers"}
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -64,6 +68,7 @@ class Describe(Strict):
     batch_size: int = Field(ge=1)
     retries: int = Field(ge=0)
     timeout_s: float = Field(gt=0)
+    replicas: int = Field(ge=0)  # vLLM engines, one per GPU; 0 = one per visible GPU (one on CPU)
     shard_size: int = Field(ge=1)
 
 
@@ -80,6 +85,7 @@ class Label(Strict):
     batch_size: int = Field(ge=1)
     retries: int = Field(ge=0)
     timeout_s: float = Field(gt=0)
+    replicas: int = Field(ge=0)
     shard_size: int = Field(ge=1)
 
     @model_validator(mode="after")

@@ -13,7 +13,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -94,27 +96,42 @@ def map_shards(
     params: dict,
     columns: list[str] | None = None,
     desc: str = "shards",
+    threads: int = 1,
 ) -> dict:
     """Apply `fn` to every `shard_size` rows of `in_files`; output shard i -> out_dir/shard-i.parquet.
 
+    `threads` > 1 runs shards concurrently (for fns that wait on other processes, e.g. one vLLM engine
+    per GPU); at most 2·threads shards are read ahead, so memory stays bounded.
     Returns counts: shards total, shards skipped because a previous run finished them, rows.
     """
     out_dir = Path(out_dir)
     prepare_dir(out_dir, {"params": params, "inputs": input_fingerprint(in_files), "shard_size": shard_size})
     total = count_rows(in_files)
     stats = {"shards": 0, "shards_resumed": 0, "rows_in": total, "rows_out": 0}
-    with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True) as bar:
+
+    def run_one(table: pa.Table, target: Path) -> int:
+        result = fn(table.to_pandas())
+        write_atomic(result, target)
+        return len(result)
+
+    with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True) as bar, ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
         for i, table in enumerate(iter_batches(in_files, shard_size, columns)):
             stats["shards"] += 1
             target = out_dir / f"shard-{i:05d}.parquet"
             if target.exists():
                 stats["shards_resumed"] += 1
                 stats["rows_out"] += pq.ParquetFile(target).metadata.num_rows
-            else:
-                result = fn(table.to_pandas())
-                write_atomic(result, target)
-                stats["rows_out"] += len(result)
-            bar.update(table.num_rows)
+                bar.update(table.num_rows)
+                continue
+            pending.append((pool.submit(run_one, table, target), table.num_rows))
+            while len(pending) > 2 * threads or (pending and pending[0][0].done()):
+                future, rows = pending.popleft()
+                stats["rows_out"] += future.result()
+                bar.update(rows)
+        for future, rows in pending:
+            stats["rows_out"] += future.result()
+            bar.update(rows)
     return stats
 
 

@@ -77,3 +77,39 @@ def test_parse_styles_rejects_cut_and_malformed_output():
     assert raw is None and "max_tokens" in err
     raw, err = parse_styles({**ok, "text": '{"tags": []}'})
     assert raw is None and "schema" in err
+
+
+GPU_ECHO = READY + (
+    "import os\n"
+    "for line in sys.stdin:\n"
+    "    reqs = json.loads(line)['requests']\n"
+    "    gpu = os.environ['CUDA_VISIBLE_DEVICES']\n"
+    "    print(json.dumps({'results': [{'text': gpu, 'token_ids': [], 'finish_reason': 'stop', 'error': None}"
+    " for r in reqs]}), flush=True)\n"
+)
+
+
+def test_pool_runs_one_replica_per_visible_gpu_and_shards_in_parallel(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from stages import shards
+    from stages.llm import WorkerPool
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    pool = WorkerPool(lambda env: _worker(GPU_ECHO, timeout_s=5, retries=0, env=env))
+    assert len(pool) == 2 and [w.env["CUDA_VISIBLE_DEVICES"] for w in pool.workers] == ["3", "5"]
+    frame = pd.DataFrame({"image_id": [f"s/{i}" for i in range(40)]})
+    shards.write_atomic(frame, tmp_path / "in" / "shard-00000.parquet")
+
+    def fn(df):
+        with pool.lease() as worker:
+            gpu = worker.generate([{"prompt": "x"}], {})[0]["text"]
+        return df.assign(gpu=gpu)
+
+    with pool:
+        stats = shards.map_shards(shards.shard_files(tmp_path / "in"), tmp_path / "out", fn, shard_size=4,
+                                  params={}, threads=len(pool))
+    out = shards.read_dir(tmp_path / "out")
+    assert stats["rows_out"] == 40 and out["image_id"].tolist() == frame["image_id"].tolist()
+    assert set(out["gpu"]) <= {"3", "5"}
+    assert all(w._proc is None for w in pool.workers)  # closed on exit
