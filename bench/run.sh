@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# All benchmarks, one after another (each prints its figures as ratios measured in its own run).
+# Not tests: nothing here asserts a time. Expect ~15-25 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
+echo "== embed (stage vs bare forward vs naive loop; RSS at N and 10N)"; $py bench/bench_embed.py
+echo "== train from cached embeddings vs re-encoding every epoch"; $py bench/bench_train.py
+echo "== pipeline (partial vs full dvc repro; sample RSS at N and 10N)"; $py bench/bench_pipeline.py
+echo "== UMAP (10k vs 100k points)"; $py bench/bench_umap.py
+echo "== vLLM teacher (label / describe images/s)"; $py bench/bench_labels.py
