@@ -145,3 +145,49 @@ def test_label_llm_end_to_end(worker, params, taxonomy):
     assert json.loads(out["llm_sampling"].iloc[0])["json_schema"]["properties"]["styles"]["minItems"] == 3
     again = label_llm(df, worker, params, taxonomy)  # greedy + seeded: identical labels
     assert again["llm_raw"].map(list).tolist() == out["llm_raw"].map(list).tolist()
+
+
+@pytest.mark.slow
+def test_label_stage_killed_mid_run_resumes_without_redoing_shards(model_dir, tmp_path):
+    """kill -9 the label stage while the LLM labels; the rerun keeps finished shards, one record per image."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from stages import shards
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["label"].update(model=str(model_dir), shard_size=8, batch_size=8, taxonomy=str(ROOT / "stages/taxonomy.yaml"),
+                        fewshot=str(ROOT / "stages/prompts/label_fewshot.txt"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    texts = [f"A {w} of a lighthouse on a cliff at dusk, seen from the sea, version {i}" for i, w in
+             enumerate(["watercolor painting", "pencil sketch", "3d render", "photograph", "pixel art", "oil painting"] * 8)]
+    described = pd.DataFrame({"image_id": [f"demo/{i:03d}.png" for i in range(len(texts))], "description": texts,
+                              "status": "ok"})
+    shards.write_atomic(described, tmp_path / "data/describe/demo/shard-00000.parquet")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "data/labels/llm/demo"
+
+    def done() -> dict[str, int]:
+        return {f.name: f.stat().st_mtime_ns for f in shards.shard_files(out)}
+
+    proc = subprocess.Popen([sys.executable, "-m", "stages.label"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while len(done()) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = done()
+    assert 2 <= len(finished) < 6, f"kill landed outside the labelling: {len(finished)} of 6 shards done"
+
+    rerun = subprocess.run([sys.executable, "-m", "stages.label"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"6 shards, {len(finished)} resumed" in rerun.stdout
+    after = done()
+    assert {k: after[k] for k in finished} == finished and len(after) == 6
+    labels = pd.read_parquet(tmp_path / "data/labels/demo.parquet")
+    assert labels["image_id"].tolist() == described["image_id"].tolist()  # exactly one record per image
+    assert labels["llm_status"].isin(["ok", "failed"]).all()
