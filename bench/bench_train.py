@@ -24,7 +24,7 @@ from bench.bench_embed import machine  # noqa: E402
 from stages import embed, train  # noqa: E402
 from stages.params import Embed, Train  # noqa: E402
 from stages.sample import decode_rgb  # noqa: E402
-from tests.test_embed import STYLES, draw, encode_png  # noqa: E402
+from tests.synthetic import STYLES, draw, encode_png  # noqa: E402
 
 
 def main() -> None:

@@ -39,19 +39,22 @@ def _workers(p: Params):
     return WorkerPool(lambda env: VllmWorker.for_descriptions(p, env), p.describe.replicas)
 
 
+def _vlm(pool, p: Params):
+    """Shard function of the vlm backend: each shard borrows a free engine replica."""
+    from stages.llm import describe_vlm
+
+    def describe(df: pd.DataFrame) -> pd.DataFrame:
+        with pool.lease() as worker:
+            return describe_vlm(df, worker, p)
+
+    return describe
+
+
 def run(p: Params, sample_dir: Path = Path("data/sample"), out_dir: Path = Path("data/describe")) -> dict:
     """Describe every source's sample shards; returns per-source counts by status."""
     metrics: dict = {"backend": p.describe.backend}
     with _workers(p) as pool:
-        fn, columns = describe_by_prompt, PROMPT_COLUMNS
-        if pool is not None:
-            from stages.llm import describe_vlm
-
-            def fn(df: pd.DataFrame) -> pd.DataFrame:
-                with pool.lease() as worker:
-                    return describe_vlm(df, worker, p)
-
-            columns = None
+        fn, columns = (describe_by_prompt, PROMPT_COLUMNS) if pool is None else (_vlm(pool, p), None)
         for source_dir in sorted(d for d in sample_dir.iterdir() if d.is_dir()):
             stats = shards.map_shards(
                 shards.shard_files(source_dir), out_dir / source_dir.name, fn, shard_size=p.describe.shard_size,

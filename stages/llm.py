@@ -21,7 +21,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor

@@ -33,7 +33,6 @@ from stages.params import Params, Sample, Source, load
 
 METADATA_COLUMNS = ["image_name", "prompt", "part_id", "seed", "step", "cfg", "sampler",
                     "width", "height", "user_name", "timestamp", "image_nsfw", "prompt_nsfw"]
-PART_FILES = {"2m": "images/part-{:06d}.zip", "large": "diffusiondb-large-part-{}/part-{:06d}.zip"}
 MIN_SIDE = 32  # smaller images carry no style information (1x1 tracking pixels, icons)
 
 
@@ -173,7 +172,7 @@ class Corpus:
         if self.src.layout == "2m":
             relpath = f"images/part-{part_id:06d}.zip"
         else:  # DiffusionDB Large splits its parts over two folders
-            relpath = f"diffusiondb-large-part-{1 if part_id <= 55 else 2}/part-{part_id:06d}.zip"
+            relpath = f"diffusiondb-large-part-{1 if part_id <= 10000 else 2}/part-{part_id:06d}.zip"
         return self._local(relpath)
 
 

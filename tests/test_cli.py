@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stages import cli, embed, train
-from tests.test_embed import REPO, draw, make_project
+from tests.synthetic import REPO, draw, make_project
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import yaml
 from stages import shards
 
 from .conftest import ROOT
-from .test_embed import make_project
+from .synthetic import make_project
 
 
 def _project(root: Path):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from stages import embed, evaluate, predict, train
-from tests.test_embed import make_project, params_with, save_random_clip
+from tests.synthetic import make_project, params_with, save_random_clip
 
 
 def test_top_k_hit_counts_any_of_the_styles():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
 import zipfile
 from functools import partial
@@ -208,3 +207,24 @@ def test_rerun_after_a_crash_redoes_only_unfinished_parts(make_params, tmp_path,
     assert opened == [4]
     assert again == first
     assert {f.name: f.read_bytes() for f in shards.shard_files(out / "horde")} == before
+
+
+def test_hf_source_in_diffusiondb_large_layout(make_params, tmp_path, horde):
+    """Large keeps WebP parts under diffusiondb-large-part-{1,2}/ and metadata in metadata-large.parquet."""
+    root = tmp_path / "hub"
+    (root / "diffusiondb-large-part-1").mkdir(parents=True)
+    for z in (horde / "images").glob("part-*.zip"):
+        (root / "diffusiondb-large-part-1" / z.name).symlink_to(z)
+    (root / "metadata-large.parquet").symlink_to(horde / "metadata.parquet")
+    HubHandler.requested = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(HubHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = {"large": {"kind": "hf", "path": "poloclub/diffusiondb", "layout": "large", "min_words": 5,
+                         "endpoint": f"http://127.0.0.1:{server.server_port}", "cache_dir": str(tmp_path / "cache")}}
+        metrics, out = run_sample(make_params, tmp_path, src, n=3)
+    finally:
+        server.shutdown()
+    assert HubHandler.requested[0] == "metadata-large.parquet"
+    assert all(r.startswith("diffusiondb-large-part-1/part-") for r in HubHandler.requested[1:])
+    assert metrics["large"]["kept"] == 3 and shards.read_dir(out / "large")["image_name"].str.endswith(".webp").all()

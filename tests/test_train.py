@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from stages import embed, predict, train
-from tests.test_embed import make_project, params_with
+from tests.synthetic import make_project, params_with
 
 
 def _rows(n_prompts: int = 20, per_prompt: int = 3) -> pd.DataFrame:
