@@ -51,9 +51,14 @@ def scores_metrics(prefix: str, scores: np.ndarray, y: np.ndarray, styles: list[
             f"{prefix}macro_f1": float(f1_score(y, pred, average="macro", zero_division=0))}  # over classes seen or predicted
 
 
-def per_class_table(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+def per_class_table(y: np.ndarray, probs: np.ndarray, classes: list[str], k: int) -> pd.DataFrame:
+    """Precision/recall/F1 of the top-1 prediction per class, and recall at k (class among the k best)."""
+    pred = probs.argmax(axis=1)
     precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=range(len(classes)), zero_division=0)
-    return pd.DataFrame({"class": classes, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    in_top_k = top_k_hits(probs, [[label] for label in y], k)
+    recall_at_k = [float(in_top_k[y == c].mean()) if (y == c).any() else 0.0 for c in range(len(classes))]
+    return pd.DataFrame({"class": classes, "precision": precision, "recall": recall, "f1": f1,
+                         f"recall_at_{k}": recall_at_k, "support": support})
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int) -> float:
@@ -99,15 +104,14 @@ def evaluate(x_val: np.ndarray, y_val: np.ndarray, styles: list[list[int]], x_tr
     if not len(y_val):
         raise ValueError("evaluate: the validation split is empty")
     probs = predict_proba(x_val, weight, bias)
-    pred = probs.argmax(axis=1)
-    table = per_class_table(y_val, pred, classes)
+    table = per_class_table(y_val, probs, classes, e.top_k)
     metrics = {**scores_metrics("", probs, y_val, styles, e.top_k),
                "ece": expected_calibration_error(probs, y_val, e.ece_bins),
                "n_classes": n, "val_images": len(y_val),
                "chance.uniform_top1": 1.0 / n, f"chance.uniform_top{e.top_k}": min(e.top_k, n) / n,
                "chance.majority": float(np.bincount(y_val, minlength=n).max() / len(y_val))}
-    for row in table.itertuples(index=False):
-        metrics.update({f"per_class.{row[0]}.{m}": float(getattr(row, m)) for m in ("precision", "recall", "f1", "support")})
+    for row in table.to_dict("records"):
+        metrics.update({f"per_class.{row['class']}.{m}": float(v) for m, v in row.items() if m != "class"})
     metrics.update(scores_metrics("kmeans.", kmeans_scores(x_train, y_train, x_val, n, e.kmeans_k, p.seed),
                                   y_val, styles, e.top_k))
     if encode_text is None:

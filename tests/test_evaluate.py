@@ -18,6 +18,14 @@ def test_top_k_hit_counts_any_of_the_styles():
     assert evaluate.top_k_hits(scores, [[2], [0]], 3).tolist() == [True, False]
 
 
+def test_per_class_recall_at_k():
+    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])
+    table = evaluate.per_class_table(np.array([0, 0, 1, 2]), probs, ["a", "b", "c"], k=2).set_index("class")
+    assert table.loc["a", "recall"] == 0.5 and table.loc["a", "recall_at_2"] == 0.5  # 2nd image: a is 3rd
+    assert table.loc["b", "recall"] == 0.0 and table.loc["b", "recall_at_2"] == 1.0
+    assert table.loc["c", "recall_at_2"] == 1.0 and table.loc["c", "support"] == 1
+
+
 def test_expected_calibration_error():
     y = np.array([0, 0, 0, 1])
     probs = np.array([[0.75, 0.25]] * 4)  # 75 % confident, 75 % right: calibrated
@@ -93,7 +101,7 @@ def test_stage_writes_metrics_plots_predictions_and_card(tmp_path):
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == written["val_images"]
     assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(written["top1"])
     per_class = pd.read_csv(tmp_path / "plots/per_class.csv")
-    assert list(per_class.columns) == ["class", "precision", "recall", "f1"] and len(per_class) == 4
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "recall_at_3"] and len(per_class) == 4
     preds = pd.read_parquet(tmp_path / "data/model/val_predictions.parquet")
     assert len(preds) == written["val_images"]
     assert np.all((preds["entropy"] >= 0) & (preds["entropy"] <= np.log(4) + 1e-9))
