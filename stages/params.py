@@ -58,11 +58,11 @@ class Sample(Strict):
         return self
 
 
-class Describe(Strict):
-    backend: Literal["prompt", "vlm"]
+class Teacher(Strict):
+    """A vLLM-served model and how to run it (describe's VLM, label's LLM)."""
+
     model: str
-    image_max_side: int = Field(ge=32)
-    max_model_len: int = Field(ge=256)
+    max_model_len: int = Field(ge=256)  # label: 10 few-shot examples (~900 tokens) + description + answer
     max_tokens: int = Field(ge=1)
     temperature: float = Field(ge=0)
     batch_size: int = Field(ge=1)
@@ -72,21 +72,17 @@ class Describe(Strict):
     shard_size: int = Field(ge=1)
 
 
-class Label(Strict):
+class Describe(Teacher):
+    backend: Literal["prompt", "vlm"]
+    image_max_side: int = Field(ge=32)
+
+
+class Label(Teacher):
     train_labeler: Literal["keywords", "llm"]
     run_llm: bool
     max_styles: int = Field(ge=1, le=10)
     taxonomy: str
     fewshot: str
-    model: str
-    max_model_len: int = Field(ge=256)  # 10 few-shot examples (~900 tokens) + description + answer
-    max_tokens: int = Field(ge=8)
-    temperature: float = Field(ge=0)
-    batch_size: int = Field(ge=1)
-    retries: int = Field(ge=0)
-    timeout_s: float = Field(gt=0)
-    replicas: int = Field(ge=0)
-    shard_size: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _llm_needed(self):
