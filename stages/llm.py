@@ -31,6 +31,7 @@ import pandas as pd
 from PIL import Image
 
 from stages.params import Params
+from stages.sample import decode_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
@@ -252,12 +253,12 @@ def _sha256(text: str) -> str:
 
 
 def image_data_url(image_bytes: bytes, max_side: int) -> str:
-    """Decode, shrink so the longest side <= max_side (keeps the VLM's token count bounded), re-encode PNG."""
-    with Image.open(io.BytesIO(image_bytes)) as img:
-        img = img.convert("RGB")
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
+    """Decode as every stage does (upright RGB), shrink so the longest side <= max_side (keeps the VLM's
+    token count bounded), re-encode PNG."""
+    img = decode_rgb(image_bytes)
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 

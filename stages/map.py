@@ -29,13 +29,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from PIL import Image  # noqa: E402
 from sklearn.manifold import trustworthiness  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from stages import shards  # noqa: E402
 from stages.params import Params, load  # noqa: E402
 from stages.predict import load_classes  # noqa: E402
+from stages.sample import decode_rgb  # noqa: E402
 
 TRANSFORM_CHUNK = 10_000  # embeddings transformed per UMAP.transform call
 MIN_POINTS = 3  # UMAP needs at least 2 neighbours per point; smaller platforms are counted as rejected
@@ -153,15 +153,14 @@ def scatter_png(points: pd.DataFrame, classes: list[str], title: str, path: Path
 
 
 def thumbnail_uri(image_bytes: bytes, side: int = THUMB_SIDE) -> str | None:
-    """Small JPEG data URI of an encoded image; None when the bytes do not decode."""
+    """Small JPEG data URI of an encoded image (decoded as every stage does); None when it does not decode."""
     try:
-        with Image.open(io.BytesIO(image_bytes)) as im:
-            im = im.convert("RGB")
-            im.thumbnail((side, side))
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=70)
-    except Exception:  # noqa: BLE001 - any undecodable image just has no thumbnail (counted)
+        im = decode_rgb(image_bytes)
+    except ValueError:  # an undecodable image just has no thumbnail (counted)
         return None
+    im.thumbnail((side, side))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=70)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 

@@ -3,7 +3,8 @@
 Answers the headline question per platform: which styles people generate (share of images per top
 style), how sure the probe is (mean confidence = max probability) and how much users blend styles
 (ambiguity = entropy of the style distribution divided by log(n_classes): 0 = one clear style,
-1 = every style equally likely; equivalently 1 - KL(p || uniform) / log(n_classes)).
+1 = every style equally likely; equivalently 1 - KL(p || uniform) / log(n_classes)) and, as the
+style-ambiguity paper scores it, the cross-entropy of the distribution to uniform.
 Embedding shards are streamed batch by batch, so memory does not grow with the platform's size.
 """
 from __future__ import annotations

@@ -19,6 +19,7 @@ import warnings
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import imagehash
@@ -148,10 +149,17 @@ class Corpus:
         self.src = src
         self.root = Path(src.path)
 
+    @cached_property
+    def _files(self) -> dict[str, Path]:
+        """File name -> path of a local corpus, walked once (not once per part)."""
+        found: dict[str, Path] = {}
+        for path in sorted(self.root.rglob("*")):
+            found.setdefault(path.name, path)
+        return found
+
     def _local(self, relpath: str) -> Path | None:
         if self.src.kind == "local":
-            hits = sorted(self.root.glob(f"**/{Path(relpath).name}"))
-            return hits[0] if hits else None
+            return self._files.get(Path(relpath).name)
         from huggingface_hub import hf_hub_download
 
         return Path(hf_hub_download(self.src.path, relpath, repo_type="dataset", revision=self.src.revision,
