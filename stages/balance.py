@@ -1,73 +1,24 @@
-"""balance: turn the training source's labels into a class-balanced list of training recipes.
-
-Rare categories are dropped (a probe cannot learn a class from three images), big ones capped
-(so one dominant style does not swamp the loss), small ones upsampled. An upsampled row is a
-*recipe* — the source image_id plus an augmentation seed — not a new image: embed applies the
-albumentations pipeline (stages/embed.py `augment`) at embedding time, so no pixels are duplicated
-on disk and changing augmentation params re-runs only embed onwards.
-"""
+"""balance: the training source's labels -> class-balanced training recipes (drop rare, cap big, upsample small)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from stages import shards
-from stages.params import Balance, load
+from stylemap import paths, schemas
+from stylemap.files import write_json
+from stylemap.labels.balance import balance
+from stylemap.params import for_stage
 
 
-def balance(labels: pd.DataFrame, b: Balance, seed: int) -> tuple[pd.DataFrame, dict]:
-    """labels (image_id, styles) -> recipes (image_id, label, styles, aug_seed) and counts.
-
-    An image's label is its first style whose category survives `min_count`; images with no such
-    style are rejected with the reason, so `in = kept + rejected` holds.
-    """
-    rng = np.random.default_rng(seed)
-    styles = labels["styles"].map(list)
-    counts = styles.map(lambda s: s[0] if s else None).value_counts()
-    kept_classes = sorted(counts[counts >= b.min_count].index)
-    surviving = styles.map(lambda s: [c for c in s if c in kept_classes])
-    frame = pd.DataFrame({"image_id": labels["image_id"], "styles": surviving})
-    frame["label"] = frame["styles"].map(lambda s: s[0] if s else None)
-    rejected = {
-        "unlabelled": int(styles.map(len).eq(0).sum()),
-        "rare_category": int((styles.map(len).gt(0) & frame["label"].isna()).sum()),
-    }
-    frame = frame.dropna(subset=["label"])
-
-    parts, over_cap, augmented = [], 0, 0
-    for label in kept_classes:
-        group = frame[frame["label"] == label]
-        if len(group) > b.cap:
-            over_cap += len(group) - b.cap
-            group = group.sample(n=b.cap, random_state=int(rng.integers(2**31))).sort_values("image_id")
-        originals = group.assign(aug_seed=-1)
-        extra = max(0, b.target - len(group))
-        sources = group.iloc[np.arange(extra) % len(group)]
-        copies = sources.assign(aug_seed=rng.integers(0, 2**31, size=extra))
-        augmented += extra
-        parts += [originals, copies]
-    rejected["over_cap"] = over_cap
-    recipes = pd.concat(parts, ignore_index=True)[["image_id", "label", "styles", "aug_seed"]] if parts else \
-        pd.DataFrame(columns=["image_id", "label", "styles", "aug_seed"])
-    originals = recipes[recipes["aug_seed"] < 0]
-    report = {
-        "in": len(labels), "kept": len(originals), "rejected": sum(rejected.values()), "rejected_by": rejected,
-        "augmented": augmented, "classes": len(kept_classes),
-        "dropped_classes": sorted(set(counts.index) - set(kept_classes)),
-        "per_class": recipes.groupby("label").size().to_dict(),
-    }
-    assert report["in"] == report["kept"] + report["rejected"], "balance counts do not reconcile"
-    return recipes, report
-
-
-def main() -> None:
-    p = load()
-    labels = pd.read_parquet(Path("data/labels") / f"{p.train_source}.parquet", columns=["image_id", "styles"])
+def main(root: str | Path = ".") -> dict:
+    p = for_stage("balance", root)
+    project = paths.Project(root)
+    labels = pd.read_parquet(project.path(paths.LABELS, f"{p.train_source}.parquet"), columns=["image_id", "styles"])
     recipes, report = balance(labels, p.balance, p.seed)
-    shards.write_atomic(recipes, "data/balance/recipes.parquet")
-    shards.write_json("metrics/balance.json", report)
+    schemas.write("recipes", recipes, project.path(paths.RECIPES))
+    write_json(project.metrics("balance"), report)
+    return report
 
 
 if __name__ == "__main__":

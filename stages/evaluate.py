@@ -1,19 +1,7 @@
-"""evaluate: how good is the style probe, compared with chance and two baselines that need no probe?
+"""evaluate: the probe on the leak-free validation split, beside chance, K-means centroids and CLIP zero-shot.
 
-On the validation split written by train (real images only, leak-free), it reports top-1, top-k
-(a hit if ANY of the image's styles is among the k most probable: images often carry several),
-macro-F1, per-class precision/recall/F1 and calibration (ECE), next to
-
-- chance: 1/n_classes (and k/n_classes for top-k) and the majority-class rate of the validation set;
-- K-means centroids: `evaluate.kmeans_k` centroids per class fitted on the training embeddings,
-  an image gets the class of its nearest centroid (what the embedding alone separates, no training);
-- CLIP zero-shot: image-text similarity to each category name in `evaluate.zero_shot_templates`,
-  available only when the encoder has a text tower (`zero_shot.available` says which).
-
-Per-image style ambiguity (entropy of the probe's distribution and its cross-entropy to the
-uniform distribution) goes to data/model/val_predictions.parquet. Metrics are flat JSON so
-`dvc metrics diff` prints one line per number; the zero-shot reason (a string) lives in
-data/model/eval_notes.json and in the model card, data/model/model_card.md.
+Writes flat metrics (metrics/evaluate.json), the confusion and per-class plots, per-image validation
+predictions with their ambiguity, and the human-readable model card.
 """
 from __future__ import annotations
 
@@ -22,206 +10,54 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
-from sklearn.cluster import KMeans
-from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from stages import shards
-from stages.embed import AUGMENTED, load_encoder, read_embeddings
-from stages.params import Params, load
-from stages.predict import ambiguity, load_probe, predict_proba
-
-MODEL_DIR = Path("data/model")
-CLIP_LOGIT_SCALE = 100.0  # CLIP's learned temperature saturates at 100; only calibration depends on it
+from stylemap import paths, schemas
+from stylemap.files import write_json
+from stylemap.model.embedding import read_embeddings
+from stylemap.model.encoders import build_encoder
+from stylemap.model.evaluation import evaluate, model_card_md, predictions_frame
+from stylemap.model.probe import load_probe
+from stylemap.params import for_stage
 
 
-# ---------- metrics ----------
-
-def top_k_hits(scores: np.ndarray, styles: list[list[int]], k: int) -> np.ndarray:
-    """Per image: is any of its styles (class indices) among its k highest scores?"""
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.array([bool(set(row) & set(s)) for row, s in zip(top.tolist(), styles)])
-
-
-def scores_metrics(prefix: str, scores: np.ndarray, y: np.ndarray, styles: list[list[int]], k: int) -> dict:
-    """top1, top-k and macro-F1 of any classifier that scores every class (higher = more likely)."""
-    pred = scores.argmax(axis=1)
-    return {f"{prefix}top1": float((pred == y).mean()),
-            f"{prefix}top{k}": float(top_k_hits(scores, styles, k).mean()),
-            f"{prefix}macro_f1": float(f1_score(y, pred, average="macro", zero_division=0))}  # over classes seen or predicted
-
-
-def per_class_table(y: np.ndarray, probs: np.ndarray, classes: list[str], k: int) -> pd.DataFrame:
-    """Precision/recall/F1 of the top-1 prediction per class, and recall at k (class among the k best)."""
-    pred = probs.argmax(axis=1)
-    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=range(len(classes)), zero_division=0)
-    in_top_k = top_k_hits(probs, [[label] for label in y], k)
-    recall_at_k = [float(in_top_k[y == c].mean()) if (y == c).any() else 0.0 for c in range(len(classes))]
-    return pd.DataFrame({"class": classes, "precision": precision, "recall": recall, "f1": f1,
-                         f"recall_at_{k}": recall_at_k, "support": support})
-
-
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    gaps = [abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).mean()
-            for b in range(bins) if (which == b).any()]
-    return float(np.sum(gaps))
-
-
-# ---------- baselines ----------
-
-def kmeans_scores(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray, n_classes: int, k: int, seed: int) -> np.ndarray:
-    """Score of class c = cosine similarity to the nearest of class c's K-means centroids (-inf: no training image)."""
-    scores = np.full((len(x), n_classes), -np.inf)
-    for c in range(n_classes):
-        members = x_train[y_train == c]
-        if not len(members):
-            continue
-        km = KMeans(n_clusters=min(k, len(members)), n_init=4, random_state=seed).fit(members)
-        centroids = km.cluster_centers_ / np.maximum(np.linalg.norm(km.cluster_centers_, axis=1, keepdims=True), 1e-12)
-        scores[:, c] = (x @ centroids.T).max(axis=1)
-    return scores
-
-
-def zero_shot_logits(encode_text, classes: list[str], templates: list[str], x: np.ndarray) -> np.ndarray:
-    """CLIP zero-shot: similarity of each image to the mean text embedding of each category's prompts."""
-    centroids = []
-    for name in classes:
-        text = encode_text([t.format(name.replace("_", " ")) for t in templates]).mean(axis=0)
-        centroids.append(text / np.linalg.norm(text))
-    return CLIP_LOGIT_SCALE * x @ np.stack(centroids).T
-
-
-# ---------- evaluation ----------
-
-def evaluate(x_val: np.ndarray, y_val: np.ndarray, styles: list[list[int]], x_train: np.ndarray, y_train: np.ndarray,
-             weight: np.ndarray, bias: np.ndarray, classes: list[str], p: Params, encode_text=None) -> dict:
-    """Pure core: arrays in; metrics, per-class table, per-image probabilities and notes out."""
-    e, n = p.evaluate, len(classes)
-    if not len(y_val):
-        raise ValueError("evaluate: the validation split is empty")
-    probs = predict_proba(x_val, weight, bias)
-    table = per_class_table(y_val, probs, classes, e.top_k)
-    metrics = {**scores_metrics("", probs, y_val, styles, e.top_k),
-               "ece": expected_calibration_error(probs, y_val, e.ece_bins),
-               "n_classes": n, "val_images": len(y_val),
-               "chance.uniform_top1": 1.0 / n, f"chance.uniform_top{e.top_k}": min(e.top_k, n) / n,
-               "chance.majority": float(np.bincount(y_val, minlength=n).max() / len(y_val))}
-    for row in table.to_dict("records"):
-        metrics.update({f"per_class.{row['class']}.{m}": float(v) for m, v in row.items() if m != "class"})
-    metrics.update(scores_metrics("kmeans.", kmeans_scores(x_train, y_train, x_val, n, e.kmeans_k, p.seed),
-                                  y_val, styles, e.top_k))
-    if encode_text is None:
-        metrics["zero_shot.available"] = 0
-        notes = {"zero_shot": f"unavailable: embed backend {p.embed.backend!r} has no text tower"}
-    else:
-        logits = zero_shot_logits(encode_text, classes, e.zero_shot_templates, x_val)
-        metrics["zero_shot.available"] = 1
-        metrics.update(scores_metrics("zero_shot.", logits, y_val, styles, e.top_k))
-        metrics["zero_shot.ece"] = expected_calibration_error(softmax(logits, axis=1), y_val, e.ece_bins)
-        notes = {"zero_shot": f"text centroids of templates {e.zero_shot_templates} over {n} category names"}
-    return {"metrics": metrics, "per_class": table, "probs": probs, "notes": notes}
-
-
-def predictions_frame(image_ids, y: np.ndarray, styles: list[list[str]], probs: np.ndarray, classes: list[str],
-                      k: int) -> pd.DataFrame:
-    """val_predictions.parquet: one row per validation image with its top-k and ambiguity."""
-    names = np.asarray(classes, dtype=object)
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    entropy, cross_entropy = ambiguity(probs)
-    return pd.DataFrame({
-        "image_id": list(image_ids), "label": names[y], "styles": styles,
-        "predicted": names[top[:, 0]], "correct": top[:, 0] == y,
-        f"top{k}": [list(names[row]) for row in top],
-        f"top{k}_prob": list(np.take_along_axis(probs, top, axis=1).astype(np.float32)),
-        "entropy": entropy, "cross_entropy_uniform": cross_entropy,
-    })
-
-
-def model_card_md(card: dict, metrics: dict, notes: dict, k: int) -> str:
-    """Human-readable model card: what the probe is, what it was trained on, how well it does."""
-    emb, split = card["embedding"], card["split"]
-    rows = [("probe", "top1", "top%d" % k, "macro_f1")]
-    rows += [(name, *(f"{metrics[f'{prefix}{m}']:.3f}" for m in ("top1", f"top{k}", "macro_f1")))
-             for name, prefix in (("linear probe", ""), ("K-means centroids", "kmeans."), ("CLIP zero-shot", "zero_shot."))
-             if f"{prefix}top1" in metrics]
-    rows.append(("chance", f"{metrics['chance.uniform_top1']:.3f}", f"{metrics[f'chance.uniform_top{k}']:.3f}", "-"))
-    table = "\n".join("| " + " | ".join(r) + " |" + ("\n|---|---|---|---|" if i == 0 else "") for i, r in enumerate(rows))
-    per_class = "\n".join(f"| {c} | {metrics[f'per_class.{c}.precision']:.3f} | {metrics[f'per_class.{c}.recall']:.3f} "
-                          f"| {metrics[f'per_class.{c}.f1']:.3f} |" for c in card["classes"])
-    return f"""# Model card: stylemap style probe
-
-A linear softmax probe over frozen image embeddings that names an image's art style
-({len(card['classes'])} categories). Input: the L2-normalised {emb['dim']}-dimensional embedding from
-`{emb['backend']}`{f" (arch `{emb['arch']}`, pretrained `{emb['pretrained']}`)" if emb['pretrained'] else ""};
-output: softmax(x @ W.T + b) over the classes below. Use `stylemap predict IMAGE...`.
-
-## Training data
-Source `{card['train_source']}`: {split['train']} training rows ({split['train_augmented']} augmented copies),
-{split['val']} validation images, split by prompt ({split['groups']} prompt groups), with
-{split['near_duplicates_removed']} pHash near-duplicates of training images removed from validation.
-Probe: {card['probe']['type']}, {card['probe']['epochs']} epochs, lr {card['probe']['lr']},
-weight decay {card['probe']['weight_decay']}, seed {card['probe']['seed']}.
-
-## Validation results
-Top-{k} counts a hit when any of the image's styles is among the {k} most probable. Majority-class
-rate: {metrics['chance.majority']:.3f}. Expected calibration error: {metrics['ece']:.3f}.
-Zero-shot: {notes['zero_shot']}.
-
-{table}
-
-| class | precision | recall | f1 |
-|---|---|---|---|
-{per_class}
-
-## Limitations
-Labels come from prompt keywords or an LLM reading descriptions, not from people; the probe learns
-what those labels call a style. With the weight-free `style_stats` backend or random/unknown weights
-the numbers describe the pipeline, not a useful style model.
-"""
-
-
-def main(p: Params | None = None, root: str | Path = ".") -> dict:
-    root = Path(root)
-    p = p or load(root / "params.yaml")
-    model_dir = root / MODEL_DIR
+def main(root: str | Path = ".") -> dict:
+    p = for_stage("evaluate", root)
+    project = paths.Project(root)
+    model_dir = project.path(paths.MODEL)
     weight, bias, classes = load_probe(model_dir)
-    card = json.loads((model_dir / "model_card.json").read_text())
-    used = {k: card["embedding"][k] for k in ("backend", "arch", "pretrained")}
-    if used != {"backend": p.embed.backend, "arch": p.embed.arch, "pretrained": p.embed.pretrained}:
-        raise ValueError(f"data/model was trained on embeddings {used}, params.yaml now says {p.embed}; rerun train")
+    card = json.loads(project.path(paths.MODEL_CARD_JSON).read_text())
+    embedded = json.loads(project.path(paths.ENCODER_CARD).read_text())
+    if card["embedding"] != embedded:
+        raise ValueError(f"data/model was trained on embeddings {card['embedding']}, data/embed now holds {embedded}; "
+                         "rerun train")
     index = {c: i for i, c in enumerate(classes)}
 
-    split = pd.read_parquet(model_dir / "split.parquet")
-    recipes = pd.read_parquet(root / "data/balance/recipes.parquet", columns=["image_id", "aug_seed", "styles"])
-    embeddings = pd.concat([read_embeddings(root / "data/embed" / p.train_source),
-                            read_embeddings(root / "data/embed" / AUGMENTED)], ignore_index=True)
+    split = pd.read_parquet(project.path(paths.SPLIT))
+    recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "aug_seed", "styles"])
+    embeddings = pd.concat([read_embeddings(project.path(paths.EMBED, p.train_source)),
+                            read_embeddings(project.path(paths.EMBED, paths.AUGMENTED))], ignore_index=True)
     rows = split.merge(embeddings, on=["image_id", "aug_seed"], how="left").merge(recipes, on=["image_id", "aug_seed"], how="left")
     if rows["embedding"].isna().any():
         raise ValueError(f"evaluate: {int(rows['embedding'].isna().sum())} rows of split.parquet have no embedding; rerun train")
     val, fit = rows[rows["split"] == "val"], rows[rows["split"] == "train"]
     val_styles = [[s for s in styles if s in index] for styles in val["styles"]]
+    y_val = val["label"].map(index).to_numpy()
 
-    encoder = load_encoder(p.embed)
-    result = evaluate(np.stack(val["embedding"]), val["label"].map(index).to_numpy(), [[index[s] for s in st] for st in val_styles],
-                      np.stack(fit["embedding"]), fit["label"].map(index).to_numpy(), weight, bias, classes, p,
-                      getattr(encoder, "encode_text", None))
+    result = evaluate(np.stack(val["embedding"]), y_val, [[index[s] for s in st] for st in val_styles],
+                      np.stack(fit["embedding"]), fit["label"].map(index).to_numpy(), weight, bias, classes,
+                      p.evaluate, p.seed, build_encoder(**card["embedding"]))
     metrics = result["metrics"]
     metrics.update({f"split.{k}": v for k, v in card["split"].items()})
 
-    y_val = val["label"].map(index).to_numpy()
-    shards.write_json(root / "metrics/train.json", metrics)
-    shards.write_atomic(predictions_frame(val["image_id"], y_val, val_styles, result["probs"], classes, p.evaluate.top_k),
-                        model_dir / "val_predictions.parquet")
-    (root / "plots").mkdir(exist_ok=True)
+    write_json(project.metrics("evaluate"), metrics)
+    schemas.write("val_predictions", predictions_frame(val["image_id"], y_val, val_styles, result["probs"], classes,
+                                                       p.evaluate.top_k), project.path(paths.VAL_PREDICTIONS))
+    project.path(paths.PLOTS).mkdir(exist_ok=True)
     pd.DataFrame({"actual": val["label"].to_numpy(), "predicted": np.asarray(classes)[result["probs"].argmax(1)]}) \
-        .to_csv(root / "plots/confusion.csv", index=False)
-    result["per_class"].drop(columns="support").to_csv(root / "plots/per_class.csv", index=False)
-    (model_dir / "eval_notes.json").write_text(json.dumps(result["notes"], indent=2, sort_keys=True) + "\n")
-    (model_dir / "model_card.md").write_text(model_card_md(card, metrics, result["notes"], p.evaluate.top_k))
+        .to_csv(project.path(paths.CONFUSION), index=False)
+    result["per_class"].drop(columns="support").to_csv(project.path(paths.PER_CLASS), index=False)
+    project.path(paths.EVAL_NOTES).write_text(json.dumps(result["notes"], indent=2, sort_keys=True) + "\n")
+    project.path(paths.MODEL_CARD_MD).write_text(model_card_md(card, metrics, result["notes"], p.evaluate.top_k))
     return metrics
 
 

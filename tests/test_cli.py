@@ -9,16 +9,18 @@ import sys
 import numpy as np
 import pytest
 
-from stages import cli, embed, train
-from tests.synthetic import REPO, draw, make_project
+from stages import embed, train
+from stylemap import cli
+from stylemap.params import REPO
+from stylemap.testing import draw, make_project
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
-    p, _ = make_project(root, per_style=12, n_augmented=4, **{"train.epochs": 80})
-    embed.run(p, root)
-    train.train(p, root)
+    make_project(root, per_style=12, n_augmented=4, overrides={"train.epochs": 80})
+    embed.main(root)
+    train.main(root)
     return root / "data/model"
 
 
@@ -63,7 +65,7 @@ def test_missing_model_dir_is_named(images, tmp_path, capsys):
 
 
 def test_console_entry_point_runs(model_dir, images):
-    run = subprocess.run([sys.executable, "-m", "stages.cli", "predict", str(images / "a_sketch.png"),
+    run = subprocess.run([sys.executable, "-m", "stylemap.cli", "predict", str(images / "a_sketch.png"),
                           "--model-dir", str(model_dir), "--top-k", "1"], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr
     assert re.fullmatch(r".*a_sketch\.png: sketch [01]\.\d{3}", run.stdout.strip()), run.stdout

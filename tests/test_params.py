@@ -4,27 +4,36 @@ import sys
 import pytest
 import yaml
 
-from stages.params import ParamsError, load, parse
-
-from .conftest import ROOT
-
-
-def _raw(path="params.yaml"):
-    return yaml.safe_load((ROOT / path).read_text())
+from stylemap.params import REPO, ParamsError, UndeclaredParam, for_stage, load, parse
+from stylemap.testing import raw_params, write_params
 
 
-def _keys(d, prefix=""):
-    return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) and k != "sources"
-                                      for x in _keys(v, f"{prefix}{k}.")}
+def test_production_profile_holds_overrides_only_and_validates():
+    overrides = yaml.safe_load((REPO / "stylemap/profiles/production.yaml").read_text())
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
 
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "sources":
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
 
-def test_both_profiles_pass_the_same_validation():
-    cpu, prod = load(ROOT / "params.yaml"), load(ROOT / "stages/profiles/production.yaml")
-    assert (cpu.profile, prod.profile) == ("cpu", "production")
-    assert _keys(_raw()) == _keys(_raw("stages/profiles/production.yaml"))
+    base_leaves = dict(leaves(base))
+    for key, value in leaves(overrides):
+        assert key in base_leaves or key == "sources", f"{key} is not a params.yaml key"
+        assert base_leaves.get(key) != value, f"{key} repeats params.yaml's value"
+    prod = load(REPO, profile="production")
+    assert prod.profile == "production"
     assert (prod.embed.backend, prod.embed.arch, prod.embed.pretrained) == ("open_clip", "ViT-L-14", "openai")
     assert prod.describe.backend == "vlm" and prod.label.train_labeler == "llm" and prod.sample.min_words == 15
-    assert prod.sources["diffusiondb"].kind == "hf"
+    assert prod.sources["diffusiondb"].kind == "hf" and prod.embed.augment == load(REPO).embed.augment
+
+
+def test_an_unknown_profile_is_named(tmp_path):
+    write_params(tmp_path)
+    with pytest.raises(ParamsError, match="profile 'gpu' is unknown; known: \\['cpu', 'production'\\]"):
+        load(tmp_path, profile="gpu")
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -34,18 +43,36 @@ def test_both_profiles_pass_the_same_validation():
     (lambda r: r["embed"].update(backend="resnet"), r"embed\.backend: Input should be 'style_stats' or 'open_clip'"),
     (lambda r: r.update(train_source="nowhere"), r"source 'nowhere' is not defined"),
     (lambda r: r.pop("map"), r"map: Field required"),
+    (lambda r: r.update(seed=-1), r"seed: Input should be greater than or equal to 0"),
+    (lambda r: r.update(seed=2**40), r"seed: Input should be less than or equal to 4294967295"),
+    (lambda r: r["embed"]["augment"].update(crop_scale=[1.0, 0.7]), r"embed\.augment\.crop_scale must satisfy"),
+    (lambda r: r["embed"]["augment"].update(noise_std=[0.0, 2.0]), r"embed\.augment\.noise_std must satisfy"),
+    (lambda r: r["label"].update(train_labeler="llm"), r"label\.llm_subset must be 0"),
 ])
 def test_bad_params_name_the_key(edit, message):
-    raw = _raw()
+    raw = raw_params()
     edit(raw)
     with pytest.raises(ParamsError, match=message):
         parse(raw)
 
 
+def test_a_stage_reads_only_what_dvc_yaml_declares(tmp_path):
+    write_params(tmp_path)
+    p = for_stage("embed", tmp_path)
+    assert p.embed.augment.rotate_limit == 15 and p.train_source == "demo"
+    with pytest.raises(UndeclaredParam, match="stage 'embed' reads param 'seed'"):
+        p.seed
+    (tmp_path / "dvc.yaml").write_text("stages:\n  x:\n    cmd: true\n    params: [embed.backend]\n")
+    q = for_stage("x", tmp_path)
+    assert q.embed.backend == "style_stats"
+    with pytest.raises(UndeclaredParam, match="reads param 'embed.arch'"):
+        q.embed.arch
+
+
 def test_validate_command_lists_planned_stages_for_production():
-    out = subprocess.run([sys.executable, "-m", "stages.params", "stages/profiles/production.yaml"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "stylemap.params", "--profile", "production"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "valid (production profile)" in out
     planned = [line.split()[0] for line in out.splitlines()[1:]]
-    assert planned == list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    assert planned == list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
     assert "python -m stages.embed" in out

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT
+from stylemap.params import REPO as ROOT
 
 pytestmark = pytest.mark.slow
 VENV = ROOT / ".venv"
@@ -58,19 +58,20 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_is_cached_and_partial(project):
     first = sh("dvc repro", project)
-    assert {"demo", "sample", "describe", "label", "balance", "embed", "train", "evaluate", "predict", "map"} <= ran(first)
+    assert {"demo", "sample", "describe", "label", "balance", "embed", "train", "evaluate", "predict", "map",
+            "report"} <= ran(first)
     assert "up to date" in sh("dvc status", project)
     assert ran(sh("dvc repro", project)) == set()
-    metrics = yaml.safe_load((project / "metrics" / "train.json").read_text())
+    metrics = yaml.safe_load((project / "metrics" / "evaluate.json").read_text())
     assert 0 <= metrics["top1"] <= metrics["top3"] <= 1
     sh("git add -A && git commit -qm baseline", project)
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["lr"] = params["train"]["lr"] / 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(sh("dvc repro", project)) == {"train", "evaluate", "predict", "map"}
+    assert ran(sh("dvc repro", project)) == {"train", "evaluate", "predict", "map", "report"}
     sh("git add -A && git commit -qm 'lr/2'", project)
-    assert "metrics/train.json" in sh("dvc metrics diff HEAD~1", project)  # ECE, at least, moves with lr
+    assert "metrics/evaluate.json" in sh("dvc metrics diff HEAD~1", project)  # ECE, at least, moves with lr
     sh("dvc plots diff HEAD~1 -o plots-diff", project)
     assert (project / "plots-diff" / "index.html").exists()
 

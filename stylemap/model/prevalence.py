@@ -1,0 +1,105 @@
+"""Each platform's style prevalence: the probe applied to every image, and per-platform summaries.
+
+Answers the headline question per platform: which styles people generate (share of images per top
+style), how sure the probe is (mean confidence = max probability) and how much users blend styles
+(ambiguity = entropy of the style distribution divided by log(n_classes): 0 = one clear style,
+1 = every style equally likely) and, as the style-ambiguity paper scores it, the cross-entropy of the
+distribution to uniform. Embedding shards are streamed batch by batch, so memory does not grow with the
+platform's size.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from stylemap import schemas, shards
+from stylemap.model.probe import describe_probs, predict_proba
+from stylemap.rejects import Rejects
+
+AMBIGUITY_BINS = 20  # equal-width bins of ambiguity over [0, 1] in plots/ambiguity.csv
+BATCH_ROWS = 4096  # embeddings held in memory at once
+
+def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, classes: list[str],
+                  seen: set[str], platform: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions for the original images of one batch, and the rows rejected with their reason.
+
+    Rejects: `augmented` (aug_seed != -1: training copies, not platform images), `embed_failed` (no
+    embedding: the embed stage could not read the image), `bad_embedding` (non-finite or zero vector),
+    `duplicate` (image_id already in `seen`, which is updated).
+    An embedding of the wrong length means the probe and the embeddings come from different
+    backends, which no row-level reject can fix: that raises.
+    """
+    dim = W.shape[1]
+    reasons = np.full(len(batch), "", dtype=object)
+    reasons[batch["aug_seed"].to_numpy() != -1] = "augmented"
+    vectors = np.zeros((len(batch), dim), dtype=np.float32)
+    for i, (image_id, emb) in enumerate(zip(batch["image_id"], batch["embedding"])):
+        if reasons[i]:
+            continue
+        if emb is None:
+            reasons[i] = "embed_failed"
+            continue
+        if len(emb) != dim:
+            raise ValueError(f"{platform}: embedding of {image_id!r} has {len(emb)} values, the probe expects {dim} "
+                             "(probe and embeddings come from different embed backends?)")
+        vectors[i] = emb
+        if not np.isfinite(vectors[i]).all() or not vectors[i].any():
+            reasons[i] = "bad_embedding"
+        elif image_id in seen:
+            reasons[i] = "duplicate"
+        else:
+            seen.add(image_id)
+    keep = reasons == ""
+    rejects = pd.DataFrame({"platform": platform, "image_id": batch["image_id"].to_numpy()[~keep],
+                            "aug_seed": batch["aug_seed"].to_numpy()[~keep], "reason": reasons[~keep].astype(str)},
+                           columns=schemas.SCHEMAS["predict_rejects"].names)
+    return describe_probs(batch["image_id"].to_numpy()[keep], predict_proba(vectors[keep], W, b), classes), rejects
+
+
+def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, classes: list[str],
+                     out_path: Path, platform: str) -> pd.DataFrame:
+    """Stream a platform's embed shards into out_path (atomically); returns the rejects."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    seen: set[str] = set()
+    rejects = []
+    with pq.ParquetWriter(tmp, schemas.SCHEMAS["predictions"]) as writer, \
+            tqdm(total=shards.count_rows(files), desc=f"predict {platform}", unit="img", dynamic_ncols=True) as bar:
+        for table in shards.iter_batches(files, BATCH_ROWS, columns=["image_id", "aug_seed", "embedding"]):
+            kept, rejected = predict_batch(table.to_pandas(), W, b, classes, seen, platform)
+            if len(kept):
+                writer.write_table(schemas.to_table("predictions", kept))
+            rejects.append(rejected)
+            bar.update(table.num_rows)
+    os.replace(tmp, out_path)
+    return pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("predict_rejects")
+
+
+def platform_summary(pred: pd.DataFrame, rejects: pd.DataFrame, classes: list[str],
+                     platform: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Flat metrics, style shares (platform, style, count, share) and ambiguity histogram (platform, bin, count, share)."""
+    n = len(pred)
+    counts = pred["top1"].value_counts().reindex(classes, fill_value=0)
+    shares = counts / n if n else counts.astype(float)
+    tally = Rejects(kept=n)
+    for reason, k in rejects["reason"].value_counts().items():
+        tally.count(reason, k)
+    metrics = {
+        f"{platform}.absent": False,
+        **tally.report(n + len(rejects), platform),
+        f"{platform}.mean_confidence": float(pred["confidence"].mean()) if n else 0.0,
+        f"{platform}.mean_entropy": float(pred["entropy"].mean()) if n else 0.0,
+        f"{platform}.mean_ambiguity": float(pred["ambiguity"].mean()) if n else 0.0,
+        f"{platform}.mean_cross_entropy_uniform": float(pred["cross_entropy_uniform"].mean()) if n else 0.0,
+        **{f"{platform}.share.{style}": float(s) for style, s in shares.items()},
+    }
+    styles = pd.DataFrame({"platform": platform, "style": classes, "count": counts.to_numpy(), "share": shares.to_numpy()})
+    hist, edges = np.histogram(pred["ambiguity"], bins=AMBIGUITY_BINS, range=(0.0, 1.0))
+    ambiguity = pd.DataFrame({"platform": platform, "bin": np.round(edges[:-1], 4), "count": hist,
+                              "share": hist / n if n else hist.astype(float)})
+    return metrics, styles, ambiguity

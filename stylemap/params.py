@@ -1,0 +1,309 @@
+"""Typed, validated params, and the view of them that one DVC stage may read.
+
+`load(root)` reads `params.yaml`, applies the profile's overrides (`profile: production` merges
+`stylemap/profiles/production.yaml` over it) and validates the result, so an unknown key, a wrong type
+or an impossible range fails before any work starts, with the offending key named.
+
+`for_stage(name, root)` is what stages call: it returns the same params restricted to the keys that
+stage lists under `params:` in dvc.yaml. Reading any other key raises `UndeclaredParam`, so a stage
+cannot depend on a param DVC does not track for it (the per-stage integration tests run every stage).
+
+`python -m stylemap.params [--profile production]` validates a profile without a GPU and prints the
+stages `dvc repro` would run.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = Path(__file__).resolve().parent / "profiles"
+GLOBAL_KEYS = ("profile", "seed", "sources", "train_source", "platforms")  # read by several stages
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seed range
+# How a stage runs, not what it computes: changing these must not invalidate finished shards.
+RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "workers"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Source(Strict):
+    kind: Literal["local", "hf"]
+    path: str = Field(min_length=1)  # directory (local) or dataset repo id (hf), e.g. poloclub/diffusiondb
+    layout: Literal["2m", "large"] = "2m"  # DiffusionDB 2M (PNG, images/) or Large (WebP, two part folders)
+    optional: bool = False
+    revision: str = "main"
+    cache_dir: str = "data/hf-cache"
+    min_words: int | None = Field(default=None, ge=0)  # overrides sample.min_words for this platform
+    endpoint: str = ""  # Hub URL; empty = huggingface_hub's default (tests point it at a local server)
+
+
+class Demo(Strict):
+    crops_per_subject: int = Field(ge=1)
+    side: int = Field(ge=32, le=2048)  # not `size`: DVC's run cache drops nested keys named size/nfiles
+
+
+class Sample(Strict):
+    n: int = Field(ge=1)
+    languages: list[str] = Field(min_length=1)
+    min_words: int = Field(ge=0)
+    min_alpha_ratio: float = Field(ge=0, le=1)
+    cfg_min: float
+    cfg_max: float
+    max_pixels: int = Field(ge=1)
+    shard_size: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _cfg_range(self):
+        if self.cfg_min > self.cfg_max:
+            raise ValueError(f"sample.cfg_min ({self.cfg_min}) > sample.cfg_max ({self.cfg_max})")
+        return self
+
+
+class Teacher(Strict):
+    """A vLLM-served model and how to run it (describe's VLM, label's LLM)."""
+
+    model: str
+    max_model_len: int = Field(ge=256)  # label: 10 few-shot examples (~900 tokens) + description + answer
+    max_tokens: int = Field(ge=1)
+    temperature: float = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    retries: int = Field(ge=0)
+    timeout_s: float = Field(gt=0)
+    replicas: int = Field(ge=0)  # vLLM engines, one per GPU; 0 = one per visible GPU (one on CPU)
+    shard_size: int = Field(ge=1)
+
+
+class Describe(Teacher):
+    backend: Literal["prompt", "vlm"]
+    image_max_side: int = Field(ge=32)
+
+
+class Label(Teacher):
+    train_labeler: Literal["keywords", "llm"]
+    run_llm: bool
+    llm_subset: int = Field(ge=0)  # descriptions per source the LLM labels (seeded); 0 = all of them
+    max_styles: int = Field(ge=1, le=10)
+    taxonomy: str
+    fewshot: str
+
+    @model_validator(mode="after")
+    def _llm_needed(self):
+        if self.train_labeler == "llm" and not self.run_llm:
+            raise ValueError("label.train_labeler is 'llm' but label.run_llm is false")
+        if self.train_labeler == "llm" and self.llm_subset:
+            raise ValueError("label.train_labeler is 'llm': label.llm_subset must be 0 (every image needs a label)")
+        return self
+
+
+class Balance(Strict):
+    min_count: int = Field(ge=1)
+    cap: int = Field(ge=1)
+    target: int = Field(ge=0)
+
+
+class Augment(Strict):
+    """albumentations recipe applied at embed time to the balance stage's upsampled copies."""
+
+    rotate_limit: float = Field(ge=0, le=180)
+    crop_scale: tuple[float, float]
+    brightness: float = Field(ge=0, le=1)
+    contrast: float = Field(ge=0, le=1)
+    blur_limit: int = Field(ge=3)
+    noise_std: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name, (lo, hi), top in (("crop_scale", self.crop_scale, 1.0), ("noise_std", self.noise_std, 1.0)):
+            if not 0 < lo <= hi <= top:
+                raise ValueError(f"embed.augment.{name} must satisfy 0 < low <= high <= {top}, got [{lo}, {hi}]")
+        return self
+
+
+class Embed(Strict):
+    backend: Literal["style_stats", "open_clip"]
+    arch: str
+    pretrained: str
+    batch_size: int = Field(ge=1)
+    workers: int = Field(ge=0)
+    shard_size: int = Field(ge=1)
+    augment: Augment
+
+
+class Train(Strict):
+    val_fraction: float = Field(gt=0, lt=1)
+    dedup_hamming: int = Field(ge=0, le=64)
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+
+
+class Evaluate(Strict):
+    top_k: int = Field(ge=1)
+    ece_bins: int = Field(ge=2)
+    kmeans_k: int = Field(ge=1)
+    zero_shot_templates: list[str] = Field(min_length=1)
+
+
+class Map(Strict):
+    n_neighbors: int = Field(ge=2)
+    min_dist: float = Field(ge=0)
+    fit_sample: int = Field(ge=10)
+
+
+class Params(Strict):
+    profile: str
+    seed: int = Field(ge=0, le=SEED_MAX)
+    sources: dict[str, Source]
+    train_source: str
+    platforms: list[str] = Field(min_length=1)
+    demo: Demo
+    sample: Sample
+    describe: Describe
+    label: Label
+    balance: Balance
+    embed: Embed
+    train: Train
+    evaluate: Evaluate
+    map: Map
+
+    @model_validator(mode="after")
+    def _sources_known(self):
+        for name in [self.train_source, *self.platforms]:
+            if name not in self.sources:
+                raise ValueError(f"source {name!r} is not defined under `sources`")
+        return self
+
+
+class ParamsError(ValueError):
+    """params file is invalid; the message names every offending key."""
+
+
+class UndeclaredParam(AttributeError):
+    """A stage read a param that its dvc.yaml entry does not list (DVC would not re-run it on a change)."""
+
+
+def merge(base: dict, override: dict) -> dict:
+    """`override` deep-merged into a copy of `base`: mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse(raw: dict, origin: str = "params") -> Params:
+    """Validate a params mapping; YAML numbers like `1` are accepted where floats are expected."""
+    try:
+        return Params.model_validate(raw, strict=False)
+    except ValidationError as err:
+        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+        raise ParamsError(f"{origin} is invalid:\n" + "\n".join(lines)) from None
+
+
+def _read_yaml(path: Path) -> dict:
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def resolve(raw: dict, origin: str = "params.yaml") -> dict:
+    """The effective mapping: `raw` with its profile's overrides applied (the cpu profile has none)."""
+    profile = raw.get("profile", "cpu")
+    if profile == "cpu":
+        return raw
+    overrides = PROFILES / f"{profile}.yaml"
+    if not overrides.exists():
+        known = ["cpu", *sorted(p.stem for p in PROFILES.glob("*.yaml"))]
+        raise ParamsError(f"{origin}: profile {profile!r} is unknown; known: {known}")
+    return merge(raw, _read_yaml(overrides))
+
+
+def load(root: str | Path = ".", profile: str | None = None) -> Params:
+    """Validated params of the project at `root`; `profile` overrides the file's `profile` key."""
+    path = Path(root) / "params.yaml"
+    raw = _read_yaml(path)
+    if profile is not None:
+        raw = {**raw, "profile": profile}
+    return parse(resolve(raw, str(path)), f"{path} (profile {raw.get('profile', 'cpu')})")
+
+
+def stage_spec(stage: str, root: str | Path = ".") -> dict:
+    """A stage's entry in dvc.yaml (the project's, else the repository's)."""
+    path = Path(root) / "dvc.yaml"
+    stages = yaml.safe_load((path if path.exists() else REPO / "dvc.yaml").read_text())["stages"]
+    if stage not in stages:
+        raise KeyError(f"dvc.yaml has no stage {stage!r}")
+    return stages[stage]
+
+
+def declared_tree(declared: list[str]) -> dict:
+    """["seed", "embed.backend"] -> {"seed": True, "embed": {"backend": True}} (True = the whole subtree)."""
+    tree: dict = {}
+    for key in declared:
+        *path, last = key.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+            if node is True:
+                break
+        else:
+            node[last] = True
+    return tree
+
+
+class Scoped:
+    """Read-only view of params that lets a stage read only what dvc.yaml declares for it."""
+
+    def __init__(self, value: Any, allowed: dict, stage: str, prefix: str = ""):
+        self._value, self._allowed, self._stage, self._prefix = value, allowed, stage, prefix
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._allowed:
+            raise UndeclaredParam(f"stage {self._stage!r} reads param '{self._prefix}{name}', which its dvc.yaml "
+                                  "entry does not list under `params:`")
+        value = getattr(self._value, name)
+        sub = self._allowed[name]
+        return value if sub is True else Scoped(value, sub, self._stage, f"{self._prefix}{name}.")
+
+
+def for_stage(stage: str, root: str | Path = ".") -> Params:
+    """The project's params as `stage` may read them (see module docstring)."""
+    declared = [k if isinstance(k, str) else next(iter(k)) for k in stage_spec(stage, root).get("params", [])]
+    return Scoped(load(root), declared_tree(declared), stage)  # type: ignore[return-value]
+
+
+def planned_stages(root: str | Path = ".") -> list[tuple[str, str]]:
+    """(stage name, command) in file order: what `dvc repro` would run on a clean cache."""
+    path = Path(root) / "dvc.yaml"
+    stages = yaml.safe_load((path if path.exists() else REPO / "dvc.yaml").read_text())["stages"]
+    return [(name, spec["cmd"]) for name, spec in stages.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Validate a profile (no GPU needed) and list the planned stages.")
+    parser.add_argument("--root", default=".", help="project directory holding params.yaml")
+    parser.add_argument("--profile", help="validate this profile instead of the one params.yaml names")
+    args = parser.parse_args(argv)
+    try:
+        params = load(args.root, args.profile)
+    except ParamsError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"{Path(args.root) / 'params.yaml'}: valid ({params.profile} profile)")
+    for name, cmd in planned_stages(args.root):
+        print(f"  {name:12s} {cmd}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

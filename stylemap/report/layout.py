@@ -1,0 +1,95 @@
+"""The 2-D UMAP layout of a platform's embeddings, fitted on a sample and streamed for the rest.
+
+UMAP is fitted on a seeded subsample of at most `map.fit_sample` images and the other images are
+`transform`ed in chunks, so a 300k-image platform costs one fit of fit_sample points plus a linear pass.
+Embeddings are streamed from the embed shards twice (fit rows, then the rest): memory holds the fit
+sample, one chunk and the 2-D coordinates. cuml's GPU UMAP is used when importable, else umap-learn.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.manifold import trustworthiness
+from tqdm import tqdm
+
+from stylemap import shards
+
+TRANSFORM_CHUNK = 10_000  # embeddings transformed per UMAP.transform call
+SPECTRAL_MIN = 50  # below this many points spectral init is unstable: use random init
+TRUST_SAMPLE = 1_000  # fit points used for the trustworthiness score (O(n^2))
+
+Batches = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]  # yields (row positions, embeddings)
+
+
+def make_umap(n_points: int, n_neighbors: int, min_dist: float, seed: int):
+    """GPU UMAP (cuml) when installed, else umap-learn; seeded, neighbours capped by the point count."""
+    try:
+        from cuml.manifold import UMAP
+    except ImportError:
+        from umap import UMAP
+    init = "spectral" if n_points >= SPECTRAL_MIN else "random"
+    return UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, n_points - 1)), min_dist=min_dist,
+                init=init, random_state=seed)
+
+
+def fit_positions(n: int, fit_sample: int, seed: int) -> np.ndarray:
+    """Sorted row positions UMAP is fitted on: all rows, or a seeded sample of fit_sample rows."""
+    if n <= fit_sample:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
+
+
+def layout(batches: Batches, n: int, *, n_neighbors: int, min_dist: float, fit_sample: int, seed: int,
+           desc: str = "umap") -> tuple[np.ndarray, dict]:
+    """2-D coordinates [n, 2] for rows 0..n-1 of `batches()` (called once or twice) and fit statistics."""
+    fit_pos = fit_positions(n, fit_sample, seed)
+    in_fit = np.zeros(n, dtype=bool)
+    in_fit[fit_pos] = True
+    fit_X = None
+    seen = np.zeros(n, dtype=bool)
+    for pos, X in batches():
+        seen[pos] = True
+        chosen = in_fit[pos]
+        if fit_X is None:
+            fit_X = np.zeros((len(fit_pos), X.shape[1]), dtype=np.float32)
+        fit_X[np.searchsorted(fit_pos, pos[chosen])] = X[chosen]
+    if not seen.all():
+        raise ValueError(f"{desc}: {n - int(seen.sum())} of {n} predicted images have no embedding")
+    coords = np.zeros((n, 2), dtype=np.float32)
+    model = make_umap(n, n_neighbors, min_dist, seed)
+    with warnings.catch_warnings():  # umap-learn warns that a random_state forces single-threaded layout
+        warnings.filterwarnings("ignore", message=".*random_state.*", category=UserWarning)
+        coords[fit_pos] = model.fit_transform(fit_X)
+        if len(fit_pos) < n:
+            with tqdm(total=n - len(fit_pos), desc=f"{desc} transform", unit="img", dynamic_ncols=True) as bar:
+                for pos, X in batches():
+                    rest = np.flatnonzero(~in_fit[pos])
+                    for start in range(0, len(rest), TRANSFORM_CHUNK):
+                        idx = rest[start:start + TRANSFORM_CHUNK]
+                        coords[pos[idx]] = model.transform(X[idx])
+                        bar.update(len(idx))
+    rows = np.sort(np.random.default_rng(seed).permutation(len(fit_pos))[:TRUST_SAMPLE])  # rows of fit_X
+    k = min(10, (len(rows) - 1) // 2)
+    trust = float(trustworthiness(fit_X[rows], coords[fit_pos[rows]], n_neighbors=k))
+    return coords, {"fit": len(fit_pos), "transformed": n - len(fit_pos), "trustworthiness": trust}
+
+
+def embedding_batches(files: list[Path], image_ids: pd.Index, batch_rows: int = TRANSFORM_CHUNK) -> Batches:
+    """Stream (positions in image_ids, embeddings) of the original images of a platform's embed shards."""
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        done = np.zeros(len(image_ids), dtype=bool)
+        for table in shards.iter_batches(files, batch_rows, columns=["image_id", "aug_seed", "embedding"]):
+            df = table.to_pandas()
+            pos = image_ids.get_indexer(df["image_id"])
+            keep = (df["aug_seed"].to_numpy() == -1) & (pos >= 0)
+            keep[keep] = ~done[pos[keep]]
+            pos = pos[keep]
+            pos, first = np.unique(pos, return_index=True)  # a duplicate row inside one batch
+            if len(pos):
+                done[pos] = True
+                yield pos, np.stack(df["embedding"].to_numpy()[keep][first]).astype(np.float32)
+    return batches

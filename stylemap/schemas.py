@@ -1,0 +1,124 @@
+"""The parquet contracts between stages: one pyarrow schema per output, checked on every write.
+
+`write(name, frame, path)` converts a DataFrame (or Table) to exactly the schema `SCHEMAS[name]` and writes
+it atomically; a missing or extra column, a value of the wrong type or a null in a required column is a
+`SchemaError` naming the output and the column, before anything reaches disk.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from stylemap.files import write_atomic
+
+string_list = pa.list_(pa.string())
+
+
+def _key(name: str, type_: pa.DataType = pa.string()) -> pa.Field:
+    return pa.field(name, type_, nullable=False)
+
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "sample": pa.schema([
+        _key("image_id"), _key("source"), _key("image_name"), _key("part_id", pa.int64()),
+        _key("prompt"), ("seed", pa.int64()), ("cfg", pa.float64()), ("steps", pa.int64()), ("sampler", pa.string()),
+        _key("width", pa.int64()), _key("height", pa.int64()), _key("phash"),
+        _key("image_bytes", pa.binary()),  # the original encoded file
+    ]),
+    "sample_rejects": pa.schema([_key("source"), _key("image_name"), _key("reason"), ("detail", pa.string())]),
+    "describe": pa.schema([
+        _key("image_id"), ("description", pa.string()), _key("status"),  # ok | failed | cannot_analyse | empty
+        ("error", pa.string()), _key("backend"), _key("model"), ("prompt_hash", pa.string()),
+        ("sampling", pa.string()), ("vllm_version", pa.string()),
+    ]),
+    "llm_labels": pa.schema([
+        _key("image_id"), ("llm_raw", string_list), ("llm_styles", string_list), ("llm_unmapped", string_list),
+        _key("llm_status"), ("llm_error", pa.string()), ("llm_model", pa.string()), ("llm_prompt_hash", pa.string()),
+        ("llm_sampling", pa.string()), ("vllm_version", pa.string()),
+    ]),
+    "labels": pa.schema([
+        _key("image_id"), _key("keywords_styles", string_list),
+        # LLM columns are null for images outside label.llm_subset (or all, when run_llm is false)
+        ("llm_raw", string_list), ("llm_styles", string_list), ("llm_unmapped", string_list), ("llm_status", pa.string()),
+        ("llm_error", pa.string()), ("llm_model", pa.string()), ("llm_prompt_hash", pa.string()),
+        ("llm_sampling", pa.string()), ("vllm_version", pa.string()),
+        _key("styles", string_list), _key("taxonomy_version", pa.int64()),
+    ]),
+    "recipes": pa.schema([
+        _key("image_id"), _key("label"), _key("styles", string_list),
+        _key("aug_seed", pa.int64()),  # -1 = the original image; >= 0 = an augmentation recipe applied at embed time
+    ]),
+    "embed": pa.schema([
+        _key("image_id"), _key("aug_seed", pa.int64()),
+        ("embedding", pa.list_(pa.float32())),  # L2-normalised; null when the image was rejected
+        _key("error"),  # "" for kept rows, else the reject reason
+    ]),
+    "split": pa.schema([_key("image_id"), _key("aug_seed", pa.int64()), _key("label"), _key("split")]),
+    "val_predictions": pa.schema([
+        _key("image_id"), _key("label"), _key("styles", string_list), _key("predicted"), _key("correct", pa.bool_()),
+        _key("topk", string_list), _key("topk_prob", pa.list_(pa.float32())),
+        _key("entropy", pa.float64()), _key("cross_entropy_uniform", pa.float64()),
+    ]),
+    "predictions": pa.schema([
+        _key("image_id"), _key("top1"), _key("top3", string_list), _key("top3_prob", pa.list_(pa.float32())),
+        _key("probs", pa.list_(pa.float32())),  # full distribution, in classes.json order
+        _key("confidence", pa.float64()),
+        _key("entropy", pa.float64()),  # nats
+        _key("ambiguity", pa.float64()),  # entropy / log(n_classes), in [0, 1]
+        _key("cross_entropy_uniform", pa.float64()),  # H(uniform, p), nats: the style-ambiguity paper's score
+    ]),
+    "predict_rejects": pa.schema([_key("platform"), _key("image_id"), _key("aug_seed", pa.int64()), _key("reason")]),
+    "map": pa.schema([_key("image_id"), _key("x", pa.float32()), _key("y", pa.float32()), _key("top1")]),
+}
+
+
+class SchemaError(ValueError):
+    """A frame does not match its output's schema; the message names the output and the column."""
+
+
+def to_table(name: str, frame: pd.DataFrame | pa.Table) -> pa.Table:
+    """`frame` as a table of exactly `SCHEMAS[name]` (column order, types, required columns non-null)."""
+    schema = SCHEMAS[name]
+    columns = frame.column_names if isinstance(frame, pa.Table) else [str(c) for c in frame.columns]
+    missing = [c for c in schema.names if c not in columns]
+    extra = [c for c in columns if c not in schema.names]
+    if missing or extra:
+        raise SchemaError(f"{name}: missing column(s) {missing}, unexpected column(s) {extra}")
+    arrays = []
+    for f in schema:
+        try:
+            if isinstance(frame, pa.Table):
+                array = frame.column(f.name).combine_chunks().cast(f.type)
+            else:
+                column = frame[f.name]
+                if pa.types.is_list(f.type) or pa.types.is_binary(f.type):
+                    column = column.to_numpy(dtype=object)  # an empty or all-null column is not typed by pandas
+                if pa.types.is_list(f.type):
+                    _check_lists(column)
+                array = pa.array(column, type=f.type, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+                OverflowError) as err:
+            raise SchemaError(f"{name}: column {f.name!r} is not {f.type}: {err}") from None
+        if not f.nullable and array.null_count:
+            raise SchemaError(f"{name}: column {f.name!r} has {array.null_count} null value(s); it is required")
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _check_lists(values) -> None:
+    """pyarrow would read a string as a list of characters; a list column holds lists (or nulls) only."""
+    for value in values:
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"got a {type(value).__name__} where a list belongs: {value!r}")
+
+
+def write(name: str, frame: pd.DataFrame | pa.Table, path: str | Path) -> Path:
+    """Check `frame` against `SCHEMAS[name]`, then write it atomically to `path`."""
+    return write_atomic(to_table(name, frame), path)
+
+
+def empty(name: str) -> pd.DataFrame:
+    """A zero-row frame with the output's columns (for a stage that has nothing to write)."""
+    return SCHEMAS[name].empty_table().to_pandas()

@@ -1,0 +1,137 @@
+"""One shard runner for every long stage: streaming, atomic, resumable.
+
+A stage says *what* to compute for a batch of rows (a pure function DataFrame -> DataFrame);
+this module decides *how*: it streams the input parquet shards in fixed-size batches (never
+the whole corpus in memory), writes output shard i atomically (tmp file + rename), and on a
+rerun skips shards that already exist. A fingerprint file (`_run.json`: params + input
+listing) guards against resuming with different inputs: on mismatch the directory is cleared.
+DVC stages that use it declare their outs `persist: true`, so a crash keeps finished shards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from stylemap import schemas
+from stylemap.files import write_text_atomic
+
+FINGERPRINT = "_run.json"
+
+
+def shard_files(directory: str | Path) -> list[Path]:
+    """Parquet shards of a stage output, in a stable order (recursive, sorted by path)."""
+    return sorted(Path(directory).rglob("shard-*.parquet"))
+
+
+def count_rows(files: list[Path]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def iter_batches(files: list[Path], batch_size: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Re-chunk rows of `files` into tables of exactly `batch_size` rows (the last may be short).
+
+    Only one parquet row group plus one batch is held at a time, so memory stays bounded.
+    """
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns):
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            while pending_rows >= batch_size:
+                table = pa.Table.from_batches(pending)
+                yield table.slice(0, batch_size)
+                rest = table.slice(batch_size)
+                pending = rest.to_batches()
+                pending_rows = rest.num_rows
+    if pending_rows:
+        yield pa.Table.from_batches(pending)
+
+
+def prepare_dir(out_dir: Path, fingerprint: dict) -> None:
+    """Keep finished shards only if they were made from the same inputs and params."""
+    marker = out_dir / FINGERPRINT
+    wanted = json.dumps(fingerprint, sort_keys=True, default=str)
+    if out_dir.exists() and (not marker.exists() or marker.read_text() != wanted):
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in out_dir.glob(".*.tmp"):
+        tmp.unlink()
+    write_text_atomic(marker, wanted)
+
+
+def input_fingerprint(files: list[Path]) -> str:
+    """Cheap content identity of input shards: names, sizes and parquet footers' row counts."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f}:{f.stat().st_size}:{pq.ParquetFile(f).metadata.num_rows}".encode())
+    return h.hexdigest()
+
+
+def map_shards(
+    in_files: list[Path],
+    out_dir: str | Path,
+    fn: Callable[[pd.DataFrame], pd.DataFrame],
+    *,
+    shard_size: int,
+    params: dict,
+    schema: str,
+    columns: list[str] | None = None,
+    desc: str = "shards",
+    threads: int = 1,
+) -> dict:
+    """Apply `fn` to every `shard_size` rows of `in_files`; output shard i -> out_dir/shard-i.parquet,
+    checked against `schemas.SCHEMAS[schema]`.
+
+    `threads` > 1 runs shards concurrently (for fns that wait on other processes, e.g. one vLLM engine
+    per GPU); at most 2·threads shards are read ahead, so memory stays bounded.
+    Returns counts: shards total, shards skipped because a previous run finished them, rows.
+    """
+    out_dir = Path(out_dir)
+    prepare_dir(out_dir, {"params": params, "inputs": input_fingerprint(in_files), "shard_size": shard_size})
+    total = count_rows(in_files)
+    stats = {"shards": 0, "shards_resumed": 0, "rows_in": total, "rows_out": 0}
+
+    def run_one(table: pa.Table, target: Path) -> int:
+        result = fn(table.to_pandas())
+        schemas.write(schema, result, target)
+        return len(result)
+
+    with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True) as bar, ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        for i, table in enumerate(iter_batches(in_files, shard_size, columns)):
+            stats["shards"] += 1
+            target = out_dir / f"shard-{i:05d}.parquet"
+            if target.exists():
+                stats["shards_resumed"] += 1
+                stats["rows_out"] += pq.ParquetFile(target).metadata.num_rows
+                bar.update(table.num_rows)
+                continue
+            pending.append((pool.submit(run_one, table, target), table.num_rows))
+            while len(pending) > 2 * threads or (pending and pending[0][0].done()):
+                future, rows = pending.popleft()
+                stats["rows_out"] += future.result()
+                bar.update(rows)
+        for future, rows in pending:
+            stats["rows_out"] += future.result()
+            bar.update(rows)
+    return stats
+
+
+def read_dir(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read all shards of a (small-column) stage output into one frame."""
+    files = shard_files(directory)
+    if not files:
+        return pd.DataFrame(columns=columns or [])
+    return pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files], ignore_index=True)
+

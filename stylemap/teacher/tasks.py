@@ -1,0 +1,154 @@
+"""What the teachers compute per record: the two stages of the two-stage prompt, and their parsing.
+
+- `describe_by_prompt`: the generation prompt stands in for a description (no model; the CPU profile).
+- `describe_vlm`: stage one: a VLM analyses each image (prompts/describe.txt).
+- `label_llm`: stage two: an LLM turns a description into >= 3 raw style names, constrained to the JSON
+  schema {"styles": [...]}, mapped to taxonomy categories (few-shot prompt: params `label.fewshot`).
+Each returns exactly one row per input row; failures are rows with a status and the error text.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from stylemap.corpus.images import decode_rgb
+from stylemap.labels.taxonomy import Taxonomy
+from stylemap.params import Params
+from stylemap.teacher.client import VllmWorker
+
+DESCRIBE_PROMPT = Path(__file__).resolve().parent / "prompts" / "describe.txt"
+CANNOT_ANALYSE = "CANNOT ANALYSE"  # the describe prompt asks the model to answer exactly this when it cannot
+MAX_RAW_STYLES = 6
+STYLE_SCHEMA = {
+    "type": "object",
+    "properties": {"styles": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 40},
+                              "minItems": 3, "maxItems": MAX_RAW_STYLES}},
+    "required": ["styles"],
+    "additionalProperties": False,
+}
+
+
+def describe_by_prompt(df: pd.DataFrame) -> pd.DataFrame:
+    """The `prompt` backend: description = generation prompt; an empty one is recorded as such."""
+    text = df["prompt"].fillna("").str.strip()
+    return pd.DataFrame({
+        "image_id": df["image_id"], "description": text,
+        "status": text.ne("").map({True: "ok", False: "empty"}), "error": None,
+        "backend": "prompt", "model": "generation-prompt", "prompt_hash": None, "sampling": None,
+        "vllm_version": None,
+    })
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def image_data_url(image_bytes: bytes, max_side: int) -> str:
+    """Decode as every stage does (upright RGB), shrink so the longest side <= max_side (keeps the VLM's
+    token count bounded), re-encode PNG."""
+    img = decode_rgb(image_bytes)
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def describe_status(result: dict) -> str:
+    if result["error"]:
+        return "failed"
+    text = (result["text"] or "").strip()
+    if not text:
+        return "empty"
+    return "cannot_analyse" if CANNOT_ANALYSE in text.upper() else "ok"
+
+
+def describe_vlm(df: pd.DataFrame, worker: VllmWorker, p: Params) -> pd.DataFrame:
+    """One analysis per image (columns image_id, prompt, image_bytes); one row per input row."""
+    template = DESCRIBE_PROMPT.read_text()
+    sampling = {"temperature": p.describe.temperature, "max_tokens": p.describe.max_tokens, "seed": p.seed}
+    results: list[dict] = [{}] * len(df)
+    pending: list[tuple[int, dict]] = []
+    for i, (prompt, image_bytes) in enumerate(zip(df["prompt"].fillna(""), df["image_bytes"])):
+        try:
+            url = image_data_url(image_bytes, p.describe.image_max_side)
+        except Exception as err:  # noqa: BLE001 - an undecodable image is a counted failure, not a crash
+            detail = re.sub(r" <[^>]*>", "", str(err))  # no object addresses: reruns give identical rows
+            results[i] = {"text": None, "error": f"image decode: {type(err).__name__}: {detail}"}
+            continue
+        text = template.replace("{prompt}", " ".join(str(prompt).split()))
+        pending.append((i, {"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}]}]}))
+    for start in range(0, len(pending), p.describe.batch_size):
+        batch = pending[start:start + p.describe.batch_size]
+        for (i, _), result in zip(batch, worker.generate([r for _, r in batch], sampling)):
+            results[i] = result
+    statuses = [describe_status(r) for r in results]
+    return pd.DataFrame({
+        "image_id": df["image_id"].to_numpy(),
+        "description": [(r["text"] or "").strip() or None for r in results],
+        "status": statuses,
+        "error": [r["error"] for r in results],
+        "backend": "vlm", "model": p.describe.model, "prompt_hash": _sha256(template),
+        "sampling": json.dumps(sampling, sort_keys=True), "vllm_version": worker.vllm_version,
+    })
+
+
+def fewshot_template(path: str | Path) -> str:
+    template = Path(path).read_text().rstrip("\n")  # the answer must follow "Styles: " directly
+    if "{description}" not in template:
+        raise ValueError(f"{path}: a few-shot template needs a {{description}} placeholder")
+    return template
+
+
+def parse_styles(result: dict) -> tuple[list[str] | None, str | None]:
+    """Raw style names from one constrained completion, or the reason there are none."""
+    if result["error"]:
+        return None, result["error"]
+    if result["finish_reason"] == "length":
+        return None, f"output cut at max_tokens before the JSON closed: {result['text']!r}"
+    try:
+        styles = json.loads(result["text"])["styles"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        return None, f"output is not the style schema ({err}): {result['text']!r}"
+    return [" ".join(s.split()) for s in styles], None
+
+
+def label_llm(df: pd.DataFrame, worker: VllmWorker, p: Params, taxonomy: Taxonomy, fewshot: Path) -> pd.DataFrame:
+    """Raw style names per description (image_id, description, status) and their taxonomy categories."""
+    template = fewshot_template(fewshot)
+    sampling = {"temperature": p.label.temperature, "max_tokens": p.label.max_tokens, "seed": p.seed,
+                "json_schema": STYLE_SCHEMA}
+    texts = df["description"].fillna("").map(lambda t: " ".join(str(t).split()))
+    usable = (df["status"].eq("ok") & texts.ne("")).to_numpy()
+    idx = [i for i in range(len(df)) if usable[i]]
+    results: dict[int, dict] = {}
+    for start in range(0, len(idx), p.label.batch_size):
+        chunk = idx[start:start + p.label.batch_size]
+        prompts = [{"prompt": template.replace("{description}", texts.iloc[i])} for i in chunk]
+        results.update(zip(chunk, worker.generate(prompts, sampling)))
+    rows = []
+    for i in range(len(df)):
+        if not usable[i]:
+            rows.append(([], [], [], "skipped_no_description", None))
+            continue
+        raw, error = parse_styles(results[i])
+        if raw is None:
+            rows.append(([], [], [], "failed", error))
+            continue
+        mapped = [taxonomy.to_category(name) for name in raw]
+        styles = list(dict.fromkeys(c for c in mapped if c is not None))[:p.label.max_styles]
+        rows.append((raw, styles, [n for n, c in zip(raw, mapped) if c is None], "ok", None))
+    raw, styles, unmapped, status, error = zip(*rows) if rows else ([], [], [], [], [])
+    return pd.DataFrame({
+        "image_id": df["image_id"].to_numpy(), "llm_raw": list(raw), "llm_styles": list(styles),
+        "llm_unmapped": list(unmapped), "llm_status": list(status), "llm_error": list(error),
+        "llm_model": p.label.model, "llm_prompt_hash": _sha256(template),
+        "llm_sampling": json.dumps(sampling, sort_keys=True), "vllm_version": worker.vllm_version,
+    })

@@ -1,0 +1,137 @@
+"""The vLLM side of the teacher: one offline engine serving JSON-line batches over stdin/stdout.
+
+Runs under .venv-vllm's python (vLLM pins its own torch), started by `stylemap.teacher.client.VllmWorker`:
+
+    .venv-vllm/bin/python -m stylemap.teacher.worker --engine '{"model": "data/models/gemma3-270m", ...}'
+
+The engine starts once, then prints one ready line: {"ready": true, "vllm_version", "model",
+"max_model_len"}. Each stdin line is one batch:
+
+    {"requests": [{"prompt": str} | {"prompt_token_ids": [int]} | {"messages": [chat messages]}],
+     "sampling": {"temperature", "max_tokens", "seed", "json_schema" | "choice"}}
+
+and is answered by one line {"results": [{"text", "token_ids", "finish_reason", "error"}]} in request
+order. Chat messages use the OpenAI shape; an image is {"type": "image_url", "image_url": {"url":
+"data:image/png;base64,..."}}. A request vLLM rejects (e.g. a prompt longer than max_model_len) comes back
+with `error` set and never stops the worker; a dead engine exits non-zero so the parent restarts it.
+The worker exits cleanly at stdin EOF, so a parent that dies (even SIGKILL) never leaves it running.
+
+Scaling out: one worker holds one engine. On a multi-GPU node the parent starts one worker per GPU, each
+with CUDA_VISIBLE_DEVICES=<i> in its environment, and deals batches to them (data parallel); a bigger
+model on several GPUs per worker passes "tensor_parallel_size" in --engine instead. On CPU one worker runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+GiB = 1 << 30
+# CPU defaults, each overridable through --engine: torch.compile warm-up costs ~90 s on 2 cores (more than
+# a CPU-profile run saves), and vLLM's default KV cache on CPU reserves 92% of RAM.
+CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": GiB}
+
+
+def protocol_stream():
+    """Keep the real stdout for protocol lines; everything else printed (vLLM logs, child processes) -> stderr."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return out
+
+
+def build_engine(engine_args: dict):
+    from vllm import LLM
+    from vllm.platforms import current_platform
+
+    args = {**(CPU_DEFAULTS if current_platform.is_cpu() else {}), **engine_args}
+    return LLM(**args)
+
+
+def sampling_params(spec: dict):
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    spec = dict(spec)
+    schema, choice = spec.pop("json_schema", None), spec.pop("choice", None)
+    structured = None
+    if schema is not None:
+        structured = StructuredOutputsParams(json=schema)
+    elif choice is not None:
+        structured = StructuredOutputsParams(choice=choice)
+    return SamplingParams(**spec, structured_outputs=structured)
+
+
+def _result(output) -> dict:
+    completion = output.outputs[0]
+    return {"text": completion.text, "token_ids": list(completion.token_ids),
+            "finish_reason": completion.finish_reason, "error": None}
+
+
+def _error(err: BaseException) -> dict:
+    return {"text": None, "token_ids": None, "finish_reason": None, "error": f"{type(err).__name__}: {err}"}
+
+
+def _run(llm, requests: list[dict], params) -> list:
+    chats = [r["messages"] for r in requests if "messages" in r]
+    if chats and len(chats) != len(requests):
+        raise ValueError("a batch mixes chat and text requests")
+    if chats:
+        return llm.chat(chats, params, use_tqdm=False)
+    return llm.generate(requests, params, use_tqdm=False)
+
+
+def serve_batch(llm, batch: dict) -> list[dict]:
+    """Results for one batch; if vLLM rejects the batch, each request is retried alone to find the culprit."""
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    requests = batch["requests"]
+    params = sampling_params(batch.get("sampling", {}))
+    try:
+        return [_result(o) for o in _run(llm, requests, params)]
+    except EngineDeadError:
+        raise
+    except Exception:  # noqa: BLE001 - one bad request must not fail the other requests of its batch
+        results = []
+        for request in requests:
+            try:
+                results.append(_result(_run(llm, [request], params)[0]))
+            except EngineDeadError:
+                raise
+            except Exception as err:  # noqa: BLE001 - reported back per request, with its text
+                results.append(_error(err))
+        return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", required=True, help="JSON object of vllm.LLM keyword arguments")
+    args = parser.parse_args(argv)
+    out = protocol_stream()
+    import vllm
+
+    llm = build_engine(json.loads(args.engine))
+    config = llm.llm_engine.model_config
+    out.write(json.dumps({"ready": True, "vllm_version": vllm.__version__, "model": config.model,
+                          "max_model_len": config.max_model_len}) + "\n")
+    for line in sys.stdin:
+        try:
+            reply = {"results": serve_batch(llm, json.loads(line))}
+        except Exception as err:  # noqa: BLE001
+            from vllm.v1.engine.exceptions import EngineDeadError
+
+            if isinstance(err, EngineDeadError):
+                traceback.print_exc()
+                return 1
+            reply = {"results": [], "error": f"bad batch: {type(err).__name__}: {err}"}
+        try:
+            out.write(json.dumps(reply) + "\n")
+        except BrokenPipeError:
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Test and bench fixtures, shipped with the library so tests and bench/ share them (bench never imports tests/).
+
+- `make_params` / `write_params`: the one params builder: the repository's params.yaml with dotted-key
+  overrides, validated (and written into a temporary project directory for stages to read).
+- Four visually distinct styles drawn with numpy, written as real sample shards and balance recipes
+  (`make_project`), and a randomly initialised open_clip checkpoint for the production loading path.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pandas as pd
+import yaml
+from PIL import Image, ImageFilter
+
+from stylemap import schemas
+from stylemap.params import REPO, Params, merge, parse, resolve
+
+HORDE = REPO.parent / "shared/data/horde-diffusiondb"
+STYLES = ["pixel_art", "poster", "sketch", "watercolor"]
+
+
+# ---------- synthetic fixture ----------
+
+def draw(style: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
+    """One image whose look is typical of `style` (content random, so only style is shared)."""
+    if style == "sketch":  # grey paper with dark strokes
+        img = np.full((size, size), 235, np.uint8)
+        for _ in range(12):
+            r, c = rng.integers(0, size, 2)
+            length = rng.integers(10, size // 2)
+            if rng.random() < 0.5:
+                img[r, c:c + length] = rng.integers(20, 90)
+            else:
+                img[r:r + length, c] = rng.integers(20, 90)
+        return Image.fromarray(img).convert("RGB").filter(ImageFilter.GaussianBlur(0.6))
+    if style == "poster":  # few saturated flat colours in large shapes
+        palette = rng.choice([[230, 30, 40], [250, 210, 0], [20, 60, 220], [10, 10, 10], [0, 180, 90]], 3)
+        img = np.zeros((size, size, 3), np.uint8) + palette[0].astype(np.uint8)
+        for colour in palette[1:]:
+            r0, c0 = rng.integers(0, size // 2, 2)
+            img[r0:r0 + rng.integers(20, size // 2), c0:c0 + rng.integers(20, size // 2)] = colour
+        return Image.fromarray(img)
+    if style == "pixel_art":  # tiny random palette image upscaled with hard edges
+        palette = rng.integers(0, 256, (6, 3)).astype(np.uint8)
+        small = palette[rng.integers(0, 6, (12, 12))]
+        return Image.fromarray(small).resize((size, size), Image.Resampling.NEAREST)
+    # watercolor: soft blended pastel blobs with paper noise
+    base = rng.uniform(0.55, 0.95, (6, 6, 3))
+    img = Image.fromarray((base * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+    img = np.asarray(img.filter(ImageFilter.GaussianBlur(4)), np.float32) + rng.normal(0, 4, (size, size, 3))
+    return Image.fromarray(img.clip(0, 255).astype(np.uint8))
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def sample_frame(source: str, per_style: int, seed: int = 0, per_prompt: int = 2) -> pd.DataFrame:
+    """Sample-shard rows for `per_style` images of each style; consecutive images share a prompt."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for style in STYLES:
+        for i in range(per_style):
+            image = draw(style, rng)
+            name = f"{style}-{i:03d}.png"
+            rows.append({"image_id": f"{source}/{name}", "source": source, "image_name": name, "part_id": 1,
+                         "prompt": f"a {style} picture, scene {i // per_prompt}", "seed": i, "cfg": 7.0, "steps": 30,
+                         "sampler": "k_euler", "width": image.width, "height": image.height,
+                         "phash": str(imagehash.phash(image)), "style": style, "image_bytes": encode_png(image)})
+    return pd.DataFrame(rows)
+
+
+def raw_params(overrides: dict | None = None, replace: dict | None = None) -> dict:
+    """The repository's params.yaml with `overrides` merged in and `replace`'s top-level keys set whole.
+
+    `overrides` keys may be dotted ({"embed.workers": 0}) or nested ({"embed": {"workers": 0}})."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key, value in (overrides or {}).items():
+        *path, last = key.split(".")
+        nested = value
+        for part in reversed([*path, last][1:]):
+            nested = {part: nested}
+        raw = merge(raw, {key.split(".")[0]: nested})
+    return {**raw, **(replace or {})}
+
+
+def make_params(overrides: dict | None = None, replace: dict | None = None) -> Params:
+    """Validated params (profile overrides applied) from `raw_params`."""
+    return parse(resolve(raw_params(overrides, replace)))
+
+
+def write_params(root: Path, overrides: dict | None = None, replace: dict | None = None) -> Params:
+    """A project directory's params.yaml, as stages read it; returns the validated params."""
+    raw = raw_params(overrides, replace)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return parse(resolve(raw))
+
+
+def make_project(root: Path, per_style: int = 10, n_augmented: int = 8, corrupt: bool = True,
+                 horde: bool = False, overrides: dict | None = None) -> tuple[Params, pd.DataFrame]:
+    """A project with params.yaml, data/sample/demo (+ optionally horde) shards and data/balance/recipes.parquet."""
+    frame = sample_frame("demo", per_style)
+    if corrupt:  # one undecodable image in the sample (not in the recipes)
+        frame = pd.concat([frame, frame.iloc[[0]].assign(image_id="demo/broken.png", image_name="broken.png",
+                                                         image_bytes=b"\x89PNG not really")], ignore_index=True)
+    shard = 16
+    for i in range(0, len(frame), shard):
+        schemas.write("sample", frame.drop(columns="style").iloc[i:i + shard], root / f"data/sample/demo/shard-{i // shard:05d}.parquet")
+    if horde:
+        schemas.write("sample", sample_frame("horde", 2, seed=1).drop(columns="style"), root / "data/sample/horde/shard-00000.parquet")
+    originals = frame[frame["image_id"] != "demo/broken.png"]
+    recipes = pd.DataFrame({"image_id": originals["image_id"], "label": originals["style"],
+                            "styles": originals["style"].map(lambda s: [s]), "aug_seed": -1})
+    rng = np.random.default_rng(1)
+    copies = recipes.sample(n=n_augmented, random_state=1).assign(aug_seed=rng.integers(0, 2**31, n_augmented))
+    recipes = pd.concat([recipes, copies], ignore_index=True)
+    schemas.write("recipes", recipes, root / "data/balance/recipes.parquet")
+    params = {"embed.workers": 0, "embed.shard_size": 16, "embed.batch_size": 8, **(overrides or {})}
+    return write_params(root, params), frame
+
+
+def save_random_clip(path: Path, arch: str = "ViT-S-32") -> Path:
+    """A randomly initialised open_clip checkpoint on disk: exercises the production loading path offline."""
+    import open_clip
+    import torch
+
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model(arch, pretrained=None).state_dict(), path)
+    return path

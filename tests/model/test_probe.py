@@ -1,0 +1,115 @@
+"""The leak-free split (prompt groups, augmented copies, pHash near-duplicates) and the linear probe."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from stylemap.model import split as train
+from stylemap.model.encoders import l2_normalise
+from stylemap.model.probe import fit_probe, predict_proba
+from stylemap.testing import make_params
+
+
+def _rows(n_prompts: int = 20, per_prompt: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, n_prompts * per_prompt, dtype=np.int64)
+    return pd.DataFrame({
+        "image_id": [f"demo/{i}.png" for i in range(n_prompts * per_prompt)],
+        "aug_seed": -1,
+        "prompt": [f"Prompt  number {i // per_prompt}" for i in range(n_prompts * per_prompt)],
+        "phash": [f"{h:016x}" for h in hashes],
+    })
+
+
+def test_split_keeps_prompt_groups_together_and_is_seeded():
+    rows = _rows()
+    rows.loc[0, "prompt"] = "PROMPT number 0"  # same prompt modulo case/spacing: same group
+    split, report = train.split_rows(rows, 0.25, dedup_hamming=0, seed=0)
+    sides = rows.assign(split=split).groupby(rows["prompt"].str.lower())["split"].nunique()
+    assert (sides == 1).all()
+    assert report["groups"] == 20 and report["groups_val"] == 5 and report["groups_train"] == 15
+    assert report["val"] == 15 and report["train"] == 45 and report["near_duplicates_removed"] == 0
+    again, _ = train.split_rows(rows, 0.25, dedup_hamming=0, seed=0)
+    other, _ = train.split_rows(rows, 0.25, dedup_hamming=0, seed=1)
+    assert split.equals(again) and not split.equals(other)
+
+
+def test_augmented_copies_follow_their_source_and_never_validate():
+    rows = _rows()
+    copies = rows.iloc[::3].assign(aug_seed=7)
+    both = pd.concat([rows, copies], ignore_index=True)
+    split, report = train.split_rows(both, 0.25, dedup_hamming=0, seed=0)
+    source_split = dict(zip(rows["image_id"], split[: len(rows)]))
+    for image_id, s in zip(copies["image_id"], split[len(rows):]):
+        assert s == ("train" if source_split[image_id] == "train" else "augmented_of_val")
+    assert "val" not in set(split[len(rows):])
+    assert report["train_augmented"] + report["augmented_of_val_excluded"] == len(copies)
+
+
+def test_near_duplicates_across_the_split_are_dropped_from_validation():
+    rows = _rows()
+    split0, _ = train.split_rows(rows, 0.25, dedup_hamming=4, seed=0)
+    train_hash = int(rows.loc[split0 == "train", "phash"].iloc[0], 16)
+    val_rows = rows.index[split0 == "val"]
+    rows.loc[val_rows[0], "phash"] = f"{train_hash ^ 0b1111:016x}"  # 4 bits away: a near-duplicate
+    rows.loc[val_rows[1], "phash"] = f"{train_hash ^ 0b11111:016x}"  # 5 bits away: kept
+    split, report = train.split_rows(rows, 0.25, dedup_hamming=4, seed=0)
+    assert split[val_rows[0]] == "near_duplicate" and split[val_rows[1]] == "val"
+    assert report["near_duplicates_removed"] == 1 and report["val"] == 14
+
+
+def test_near_duplicates_in_chunks(monkeypatch):
+    monkeypatch.setattr(train, "DEDUP_CHUNK", 3)
+    reference = np.array([0b0, 0xFFFF], dtype=np.uint64)
+    query = np.array([0b111, 0b1111, 0xFFF0, 1 << 40, 0xFFFF], dtype=np.uint64)
+    assert train.near_duplicates(query, reference, 3).tolist() == [True, False, False, True, True]
+
+
+def test_malformed_phash_is_named():
+    with pytest.raises(ValueError, match=r"phash of row 'demo/x' is 'abc'"):
+        train.phash_bits(pd.Series(["abc"], index=["demo/x"]))
+
+
+def test_split_refuses_a_single_prompt_group():
+    rows = _rows(n_prompts=1)
+    with pytest.raises(ValueError, match="1 prompt group"):
+        train.split_rows(rows, 0.25, 0, 0)
+
+
+def test_probe_learns_separable_classes_and_exports_folded_weights():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 3 + 5  # far from the origin: standardisation matters
+    y = np.repeat(np.arange(3), 40)
+    x = l2_normalise(centres[y] + rng.normal(size=(120, 16)))
+    t = make_params({"train.epochs": 150}).train
+    history = []
+    w, b = fit_probe(x[::2], y[::2], x[1::2], y[1::2], 3, t, seed=0, log=history.append)
+    w2, b2 = fit_probe(x[::2], y[::2], x[1::2], y[1::2], 3, t, seed=0)
+    np.testing.assert_array_equal(w, w2)
+    np.testing.assert_array_equal(b, b2)
+    assert w.shape == (3, 16) and b.shape == (3,) and w.dtype == np.float32
+    assert (predict_proba(x[1::2], w, b).argmax(1) == y[1::2]).mean() == 1.0
+    assert len(history) == 150 and history[-1]["train/loss"] < history[0]["train/loss"] / 5
+    assert history[-1]["val/acc"] == 1.0
+
+
+def test_probe_fit_does_not_depend_on_the_thread_count():
+    """A proxy for CPUs with other instruction sets: the float64 fit must not move with reduction order."""
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), 50)
+    x = l2_normalise(rng.normal(size=(4, 64))[y] + rng.normal(size=(200, 64)) * 2)
+    t = make_params().train
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        w1, b1 = fit_probe(x[::2], y[::2], x[1::2], y[1::2], 4, t, seed=0)
+        torch.set_num_threads(max(2, threads))
+        w2, b2 = fit_probe(x[::2], y[::2], x[1::2], y[1::2], 4, t, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(w1, w2, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(b1, b2, rtol=0, atol=1e-6)
+    p1, p2 = predict_proba(x[1::2], w1, b1), predict_proba(x[1::2], w2, b2)
+    np.testing.assert_allclose(p1, p2, rtol=0, atol=1e-6)

@@ -1,0 +1,59 @@
+"""The evaluate stage on a temporary project (style_stats, and open_clip with a random local checkpoint)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages import embed, evaluate, train
+from stylemap.testing import make_project, save_random_clip
+
+
+def _run_pipeline(tmp_path, **overrides):
+    p, _ = make_project(tmp_path, per_style=10, n_augmented=6,
+                        overrides={"train.epochs": 40, "train.val_fraction": 0.3, **overrides})
+    embed.main(tmp_path)
+    train.main(tmp_path)
+    return p, evaluate.main(tmp_path)
+
+
+def test_stage_writes_metrics_plots_predictions_and_card(tmp_path):
+    p, metrics = _run_pipeline(tmp_path)
+    written = json.loads((tmp_path / "metrics/evaluate.json").read_text())
+    assert written == pytest.approx(metrics, abs=1e-6)  # metrics files are rounded to 6 decimals
+    assert written["split.val"] == written["val_images"] > 0 and written["zero_shot.available"] == 0
+    assert written["top1"] > written["chance.uniform_top1"] and written["top3"] >= written["top1"]
+    assert all(isinstance(v, (int, float)) for v in written.values()), "metrics must be numbers only"
+
+    confusion = pd.read_csv(tmp_path / "plots/confusion.csv")
+    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == written["val_images"]
+    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(written["top1"])
+    per_class = pd.read_csv(tmp_path / "plots/per_class.csv")
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "recall_at_3"] and len(per_class) == 4
+    preds = pd.read_parquet(tmp_path / "data/model/val_predictions.parquet")
+    assert len(preds) == written["val_images"]
+    assert np.all((preds["entropy"] >= 0) & (preds["entropy"] <= np.log(4) + 1e-9))
+    np.testing.assert_allclose(preds["topk_prob"].map(lambda v: v[0]), preds["topk_prob"].map(max))
+    card = (tmp_path / "data/model/model_card.md").read_text()
+    assert "K-means centroids" in card and "no text tower" in card
+    assert json.loads((tmp_path / "data/model/eval_notes.json").read_text())["zero_shot"].startswith("unavailable")
+
+    assert evaluate.main(tmp_path) == metrics  # deterministic
+
+
+def test_stage_refuses_a_model_from_other_embeddings(tmp_path):
+    _run_pipeline(tmp_path)
+    card = tmp_path / "data/embed/encoder.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "backend": "open_clip", "pretrained": "openai"}))
+    with pytest.raises(ValueError, match="rerun train"):
+        evaluate.main(tmp_path)
+
+
+def test_stage_with_open_clip_has_zero_shot(tmp_path):
+    ckpt = save_random_clip(tmp_path / "random.pt")
+    _, metrics = _run_pipeline(tmp_path, **{"embed.backend": "open_clip", "embed.arch": "ViT-S-32",
+                                            "embed.pretrained": str(ckpt)})
+    assert metrics["zero_shot.available"] == 1  # random weights: only the plumbing is tested, not the value
+    assert 0.0 <= metrics["zero_shot.top1"] <= metrics["zero_shot.top3"] <= 1.0

@@ -1,0 +1,235 @@
+"""sample on real corpora (shared Horde, demo), on a corpus of bad inputs, and through a Hub-layout HTTP server."""
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages import sample as sample_stage
+from stylemap import shards
+from stylemap.corpus import demo, sampling
+from stylemap.corpus.diffusiondb import CorpusError
+from stylemap.corpus.images import decode_rgb
+from stylemap.testing import write_params
+
+
+def run_sample(make_params, tmp_path, sources: dict, **sample_over):
+    """The sample stage on a project at tmp_path with these sources; returns (metrics, data/sample)."""
+    write_params(tmp_path, {"sample": sample_over},
+                 replace={"sources": sources, "train_source": next(iter(sources)), "platforms": [next(iter(sources))]})
+    return sample_stage.main(tmp_path), tmp_path / "data/sample"
+
+
+def test_horde_counts_reconcile_and_shards_hold_images(make_params, tmp_path, horde):
+    metrics, out = run_sample(make_params, tmp_path, {"horde": {"kind": "local", "path": str(horde), "min_words": 5}})
+    m = metrics["horde"]
+    assert m["in"] == 575 and m["in"] == m["kept"] + m["rejected"]
+    frame = shards.read_dir(out / "horde")
+    assert len(frame) == m["kept"] > 400
+    assert frame["image_id"].is_unique and frame["image_id"].str.startswith("horde/").all()
+    assert frame["phash"].str.fullmatch(r"[0-9a-f]{16}").all()
+    img = decode_rgb(frame["image_bytes"].iloc[0])
+    assert img.mode == "RGB" and img.size == (frame["width"].iloc[0], frame["height"].iloc[0])
+    rejects = pd.read_parquet(out / "rejects.parquet")
+    assert len(rejects) == m["rejected"]
+
+
+def test_seeded_draw_of_n(make_params, tmp_path, demo_corpus):
+    src = {"demo": {"kind": "local", "path": str(demo_corpus)}}
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    m1, out1 = run_sample(make_params, tmp_path / "a", src, n=20)
+    m2, out2 = run_sample(make_params, tmp_path / "b", src, n=20)
+    assert m1 == m2 and m1["demo"]["in"] == 20
+    assert shards.read_dir(out1)["image_id"].tolist() == shards.read_dir(out2)["image_id"].tolist()
+
+
+def test_demo_bad_prompts_are_rejected_with_reasons(make_params, tmp_path, demo_corpus):
+    metrics, _ = run_sample(make_params, tmp_path, {"demo": {"kind": "local", "path": str(demo_corpus)}})
+    assert metrics["demo"]["rejected_by"] == {"cfg_out_of_range": 1, "incoherent": 1, "language": 1, "too_short": 1}
+    assert metrics["demo"]["kept"] == len(demo.SUBJECTS) * len(demo.PROMPTS)
+
+
+# ---------- a corpus of bad inputs ----------
+
+GOOD = demo.PROMPTS["watercolor"].format("a tabby cat")
+
+
+def _encode(image: Image.Image, fmt="PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _bad_rows() -> list[tuple[str, bytes, object, object, str | None]]:
+    """(name, bytes, prompt, cfg, expected reject reason or None if kept)."""
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    png = _encode(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    rows = [
+        ("ok.png", png, GOOD, 7.0, None),
+        ("zero.png", b"", GOOD, 7.0, "zero_bytes"),
+        ("truncated.png", png[: len(png) // 2], GOOD, 7.0, "undecodable"),
+        ("text.png", b"this is not an image at all", GOOD, 7.0, "undecodable"),
+        ("cmyk.jpg", _encode(rgb.convert("CMYK"), "JPEG"), GOOD, 7.0, None),
+        ("sixteen.png", _encode(Image.fromarray((np.arange(64 * 80).reshape(64, 80) * 12).astype(np.uint16))), GOOD, 7.0, None),
+        ("rgba.png", _encode(rgb.convert("RGBA")), GOOD, 7.0, None),
+        ("palette.png", _encode(rgb.convert("P")), GOOD, 7.0, None),
+        ("animated.gif", _encode(rgb.convert("P"), "GIF", save_all=True, append_images=[rgb.convert("P")] * 2), GOOD, 7.0, None),
+        ("exif.jpg", _encode(rgb, "JPEG", exif=exif), GOOD, 7.0, None),
+        ("tiny.png", _encode(Image.new("RGB", (1, 1))), GOOD, 7.0, "too_small"),
+        ("bomb.png", _encode(Image.new("1", (9000, 9000))), GOOD, 7.0, "too_many_pixels"),
+        ("empty.png", png, "", 7.0, "empty_prompt"),
+        ("none.png", png, None, 7.0, "empty_prompt"),
+        ("emoji.png", png, "🎨🐱✨🌈🔥💫 " * 5, 7.0, "incoherent"),
+        ("french.png", png, demo.BAD_PROMPTS[0][0], 7.0, "language"),
+        ("short.png", png, "a cat", 7.0, "too_short"),
+        ("long.png", png, (GOOD + " ") * 100, 7.0, None),
+        ("nan.png", png, GOOD, float("nan"), None),  # unknown CFG is kept: DiffusionDB-layout corpora have nulls
+        ("negative.png", png, GOOD, -3.0, "cfg_out_of_range"),
+    ]
+    return rows
+
+
+def _write_bad_corpus(root: Path, drop_json_of_part2: bool = True) -> dict[str, str | None]:
+    rows = [{"image_name": n, "png": b, "prompt": p, "cfg": c, "seed": 1, "part_id": 1} for n, b, p, c, _ in _bad_rows()]
+    rows.append({"image_name": "ok.png", "png": rows[0]["png"], "prompt": GOOD, "cfg": 7.0, "seed": 1, "part_id": 1})  # duplicate name
+    rows.append({"image_name": "orphan.png", "png": rows[0]["png"], "prompt": GOOD, "cfg": 7.0, "seed": 1, "part_id": 2})
+    demo.write_corpus(rows, root, side=64)
+    meta = pd.read_parquet(root / "metadata.parquet")
+    ghost = meta.iloc[[0]].assign(image_name="ghost.png")
+    pd.concat([meta, ghost]).to_parquet(root / "metadata.parquet", index=False)
+    if drop_json_of_part2:
+        with zipfile.ZipFile(root / "images" / "part-000002.zip", "w") as zf:
+            zf.writestr("orphan.png", rows[0]["png"])
+    expected = {n: r for n, _, _, _, r in _bad_rows()}
+    expected.update({"orphan.png": "part_unreadable", "ghost.png": "not_in_part_json"})
+    return expected
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_bad_inputs_are_counted_rejects(make_params, tmp_path):
+    expected = _write_bad_corpus(tmp_path / "bad")
+    metrics, out = run_sample(make_params, tmp_path, {"bad": {"kind": "local", "path": str(tmp_path / "bad")}}, n=1000)
+    m = metrics["bad"]
+    rejects = pd.read_parquet(out / "rejects.parquet")
+    by_name = dict(zip(rejects["image_name"], rejects["reason"]))
+    # the duplicate of ok.png is rejected as such; the first copy is kept
+    assert rejects["reason"].value_counts()["duplicate_name"] == 1
+    for name, reason in expected.items():
+        if reason is None:
+            assert name not in by_name or name == "ok.png", f"{name} rejected as {by_name.get(name)}"
+        else:
+            assert by_name.get(name) == reason, f"{name}: expected {reason}, got {by_name.get(name)}"
+    assert "orphan.png" in rejects.loc[rejects.reason == "part_unreadable", "image_name"].tolist()
+    assert "part-000002.json missing" in rejects.loc[rejects.image_name == "orphan.png", "detail"].iloc[0]
+    assert m["in"] == len(expected) + 1 == m["kept"] + m["rejected"]
+    kept = shards.read_dir(out / "bad").set_index("image_name")
+    assert set(kept.index) == {n for n, r in expected.items() if r is None}
+    assert m["converted_from"]["CMYK"] == 1 and m["converted_from"]["RGBA"] == 1
+    rotated = decode_rgb(kept.loc["exif.jpg", "image_bytes"])
+    assert rotated.size == (64, 80)  # EXIF orientation applied: 80x64 stored, shown upright as 64x80
+    grey16 = np.asarray(decode_rgb(kept.loc["sixteen.png", "image_bytes"]))
+    assert grey16.max() > 0 and grey16.min() < 255 and len(np.unique(grey16)) > 50  # scaled, not clipped white
+    assert kept.loc["long.png", "prompt"].startswith(GOOD)
+
+
+def test_missing_metadata_and_missing_source_are_clear_errors(make_params, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="metadata.parquet not found"):
+        run_sample(make_params, tmp_path, {"x": {"kind": "local", "path": str(tmp_path / "empty")}})
+    with pytest.raises(CorpusError, match="does not exist"):
+        run_sample(make_params, tmp_path, {"x": {"kind": "local", "path": str(tmp_path / "nowhere")}})
+    metrics, _ = run_sample(make_params, tmp_path, {
+        "x": {"kind": "local", "path": str(tmp_path / "nowhere"), "optional": True}})
+    assert metrics["absent_sources"] == ["x"]
+
+
+# ---------- the Hub download path, against a local server in the Hub's URL layout ----------
+
+class HubHandler(SimpleHTTPRequestHandler):
+    """Serves <root>/<file> at /datasets/<repo>/resolve/<revision>/<file>, with the headers huggingface_hub reads."""
+
+    requested: list[str]
+
+    def translate_path(self, path):
+        parts = path.split("?")[0].split("/resolve/", 1)
+        rel = parts[1].split("/", 1)[1] if len(parts) == 2 else ""
+        return str(Path(self.directory) / rel)
+
+    def end_headers(self):
+        path = Path(self.translate_path(self.path))
+        if path.is_file():
+            self.send_header("ETag", f'"{path.stat().st_size:x}-{path.name}"')
+            self.send_header("X-Repo-Commit", "0" * 40)
+        super().end_headers()
+
+    def do_GET(self):
+        type(self).requested.append(self.path.split("/resolve/main/")[-1])
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_hf_source_downloads_only_the_parts_it_samples(make_params, tmp_path, horde):
+    HubHandler.requested = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(HubHandler, directory=str(horde)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        meta = pd.read_parquet(horde / "metadata.parquet")
+        src = {"hub": {"kind": "hf", "path": "poloclub/diffusiondb", "endpoint": f"http://127.0.0.1:{server.server_port}",
+                       "cache_dir": str(tmp_path / "cache"), "min_words": 5}}
+        metrics, out = run_sample(make_params, tmp_path, src, n=5)
+        drawn_parts = sorted(sampling.draw(meta, 5, 0)["part_id"].unique())
+        assert sorted(HubHandler.requested) == sorted(["metadata.parquet", *[f"images/part-{i:06d}.zip" for i in drawn_parts]])
+        assert len(drawn_parts) < 6  # and not all parts
+        assert metrics["hub"]["in"] == 5 == metrics["hub"]["kept"] + metrics["hub"]["rejected"]
+        HubHandler.requested = []
+        run_sample(make_params, tmp_path, src, n=5)  # second run: served from the cache
+        assert HubHandler.requested == []
+    finally:
+        server.shutdown()
+
+
+def test_rerun_after_a_crash_redoes_only_unfinished_parts(make_params, tmp_path, horde, monkeypatch):
+    src = {"horde": {"kind": "local", "path": str(horde), "min_words": 5}}
+    first, out = run_sample(make_params, tmp_path, src)
+    before = {f.name: f.read_bytes() for f in shards.shard_files(out / "horde")}
+    (out / "horde" / "_parts" / "part-000004.json").unlink()  # part 4 was in flight when the run died
+    opened = []
+    real = sampling.read_part
+    monkeypatch.setattr(sampling, "read_part", lambda path, part_id: opened.append(part_id) or real(path, part_id))
+    again, _ = run_sample(make_params, tmp_path, src)
+    assert opened == [4]
+    assert again == first
+    assert {f.name: f.read_bytes() for f in shards.shard_files(out / "horde")} == before
+
+
+def test_hf_source_in_diffusiondb_large_layout(make_params, tmp_path, horde):
+    """Large keeps WebP parts under diffusiondb-large-part-{1,2}/ and metadata in metadata-large.parquet."""
+    root = tmp_path / "hub"
+    (root / "diffusiondb-large-part-1").mkdir(parents=True)
+    for z in (horde / "images").glob("part-*.zip"):
+        (root / "diffusiondb-large-part-1" / z.name).symlink_to(z)
+    (root / "metadata-large.parquet").symlink_to(horde / "metadata.parquet")
+    HubHandler.requested = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(HubHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = {"large": {"kind": "hf", "path": "poloclub/diffusiondb", "layout": "large", "min_words": 5,
+                         "endpoint": f"http://127.0.0.1:{server.server_port}", "cache_dir": str(tmp_path / "cache")}}
+        metrics, out = run_sample(make_params, tmp_path, src, n=3)
+    finally:
+        server.shutdown()
+    assert HubHandler.requested[0] == "metadata-large.parquet"
+    assert all(r.startswith("diffusiondb-large-part-1/part-") for r in HubHandler.requested[1:])
+    assert metrics["large"]["kept"] == 3 and shards.read_dir(out / "large")["image_name"].str.endswith(".webp").all()

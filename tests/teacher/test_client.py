@@ -1,0 +1,118 @@
+"""VllmWorker's protocol, timeouts and crash handling, against stand-in worker processes (no vLLM needed).
+
+The stand-ins speak the worker's JSON-line protocol; what they do wrong (hang, die) is what the parent
+must survive. The real engine's behaviour on bad requests is tested in tests/test_llm.py.
+"""
+import io
+import sys
+
+import pytest
+from PIL import Image
+
+from stylemap.teacher.client import VllmWorker, WorkerError
+from stylemap.teacher.tasks import image_data_url, parse_styles
+
+READY = 'import json, sys, time; print(json.dumps({"ready": True, "vllm_version": "stand-in"}), flush=True)\n'
+ECHO = READY + (
+    "for line in sys.stdin:\n"
+    "    reqs = json.loads(line)['requests']\n"
+    "    print(json.dumps({'results': [{'text': r['prompt'].upper(), 'token_ids': [], 'finish_reason': 'stop',"
+    " 'error': None} for r in reqs]}), flush=True)\n"
+)
+HANG = READY + "for line in sys.stdin:\n    time.sleep(60)\n"
+CRASH = READY + "for line in sys.stdin:\n    sys.exit(3)\n"
+
+
+def _worker(script, **kw):
+    return VllmWorker({"model": "stand-in"}, argv=[sys.executable, "-c", script], **kw)
+
+
+def test_echo_round_trip_and_clean_exit_on_eof():
+    with _worker(ECHO, timeout_s=5, retries=0) as w:
+        out = w.generate([{"prompt": "a"}, {"prompt": "b"}], {"max_tokens": 4})
+        assert [r["text"] for r in out] == ["A", "B"] and w.vllm_version == "stand-in"
+        proc = w._proc
+    assert proc.returncode == 0  # stdin EOF ended it, no kill needed
+
+
+def test_timeout_gives_failed_results_and_retries_on_a_fresh_worker():
+    with _worker(HANG, timeout_s=0.5, retries=1) as w:
+        out = w.generate([{"prompt": "a"}, {"prompt": "b"}], {})
+        assert len(out) == 2 and all(r["text"] is None and r["error"].startswith("timeout") for r in out)
+        assert len(w.failures) == 2  # first try + one retry, each on its own worker process
+
+
+def test_crash_is_reported_with_exit_code_and_worker_restarts():
+    with _worker(CRASH, timeout_s=5, retries=2) as w:
+        out = w.generate([{"prompt": "a"}], {})
+        assert "exited with code 3" in out[0]["error"] and len(w.failures) == 3
+
+
+def test_missing_venv_and_dead_start_name_the_cause(tmp_path):
+    with pytest.raises(WorkerError, match="vLLM venv is missing"):
+        VllmWorker({"model": "m"}, timeout_s=1, retries=0, python=tmp_path / "nope" / "python").start()
+    with pytest.raises(WorkerError, match="(?s)did not start.*code 2.*boom"):
+        _worker("import sys; print('boom', file=sys.stderr); sys.exit(2)", timeout_s=1, retries=0).start()
+
+
+def test_for_labels_requires_the_converted_model(make_params, tmp_path):
+    p = make_params({"label": {"model": "data/models/missing"}})
+    with pytest.raises(WorkerError, match="convert_llm"):
+        VllmWorker.for_labels(p, tmp_path / "data/models/missing")
+
+
+def test_image_data_url_bounds_the_longest_side():
+    buf = io.BytesIO()
+    Image.new("RGB", (1000, 250), (10, 200, 30)).save(buf, format="WEBP")
+    url = image_data_url(buf.getvalue(), 448)
+    import base64
+
+    img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert url.startswith("data:image/png;base64,") and img.size == (448, 112)
+
+
+def test_parse_styles_rejects_cut_and_malformed_output():
+    ok = {"error": None, "finish_reason": "stop", "text": '{"styles":["oil  painting","baroque","x"]}'}
+    assert parse_styles(ok) == (["oil painting", "baroque", "x"], None)
+    raw, err = parse_styles({**ok, "finish_reason": "length"})
+    assert raw is None and "max_tokens" in err
+    raw, err = parse_styles({**ok, "text": '{"tags": []}'})
+    assert raw is None and "schema" in err
+
+
+GPU_ECHO = READY + (
+    "import os\n"
+    "for line in sys.stdin:\n"
+    "    reqs = json.loads(line)['requests']\n"
+    "    gpu = os.environ['CUDA_VISIBLE_DEVICES']\n"
+    "    print(json.dumps({'results': [{'text': gpu, 'token_ids': [], 'finish_reason': 'stop', 'error': None}"
+    " for r in reqs]}), flush=True)\n"
+)
+
+
+def test_pool_runs_one_replica_per_visible_gpu_and_shards_in_parallel(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from stylemap import shards
+    from stylemap.files import write_atomic
+    from stylemap.teacher.client import WorkerPool
+    from stylemap.teacher.tasks import describe_by_prompt
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    pool = WorkerPool(lambda env: _worker(GPU_ECHO, timeout_s=5, retries=0, env=env))
+    assert len(pool) == 2 and [w.env["CUDA_VISIBLE_DEVICES"] for w in pool.workers] == ["3", "5"]
+    frame = pd.DataFrame({"image_id": [f"s/{i}" for i in range(40)]})
+    write_atomic(frame, tmp_path / "in" / "shard-00000.parquet")
+
+    def fn(df):
+        with pool.lease() as worker:
+            gpu = worker.generate([{"prompt": "x"}], {})[0]["text"]
+        return describe_by_prompt(df.assign(prompt=gpu))  # the replica's GPU as the "description"
+
+    with pool:
+        stats = shards.map_shards(shards.shard_files(tmp_path / "in"), tmp_path / "out", fn, shard_size=4,
+                                  params={}, schema="describe", threads=len(pool))
+    out = shards.read_dir(tmp_path / "out")
+    assert stats["rows_out"] == 40 and out["image_id"].tolist() == frame["image_id"].tolist()
+    assert set(out["description"]) <= {"3", "5"}
+    assert all(w._proc is None for w in pool.workers)  # closed on exit
