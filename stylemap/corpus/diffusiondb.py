@@ -7,6 +7,7 @@ and `diffusiondb-large-part-2/`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from functools import cached_property
@@ -44,6 +45,18 @@ class Corpus:
 
         return Path(hf_hub_download(self.src.path, relpath, repo_type="dataset", revision=self.src.revision,
                                     cache_dir=self.src.cache_dir, endpoint=self.src.endpoint or None))
+
+    def identity(self) -> str:
+        """What the corpus holds, for resume fingerprints: every local file's path, size and mtime (a changed
+        corpus must not resume from shards of the old one); on the Hub, the dataset revision."""
+        if self.src.kind != "local":
+            return f"{self.src.path}@{self.src.revision}"
+        h = hashlib.sha256()
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file():
+                st = path.stat()
+                h.update(f"{path.relative_to(self.root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
 
     def metadata(self) -> pd.DataFrame:
         name = "metadata.parquet" if self.src.layout == "2m" else "metadata-large.parquet"

@@ -111,7 +111,8 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path) -> tu
         s = s.model_copy(update={"min_words": src.min_words})
     drawn = draw(corpus.metadata(), s.n, seed)
     drawn["duplicate"] = drawn["image_name"].duplicated()
-    shards.prepare_dir(out, {"source": src.model_dump(), "sample": s.model_dump(), "seed": seed})
+    shards.prepare_dir(out, {"source": src.model_dump(), "sample": s.model_dump(), "seed": seed,
+                             "corpus": corpus.identity()})
     total = PartTally()
     with tqdm(total=len(drawn), desc=f"sample {name}", unit="img") as bar:
         for part_id, rows in drawn.groupby("part_id", sort=True):

@@ -233,3 +233,17 @@ def test_hf_source_in_diffusiondb_large_layout(make_params, tmp_path, horde):
     assert HubHandler.requested[0] == "metadata-large.parquet"
     assert all(r.startswith("diffusiondb-large-part-1/part-") for r in HubHandler.requested[1:])
     assert metrics["large"]["kept"] == 3 and shards.read_dir(out / "large")["image_name"].str.endswith(".webp").all()
+
+
+def test_a_changed_corpus_is_sampled_again_not_resumed(tmp_path):
+    """Resume fingerprints cover the corpus files: rebuilding the demo at another side must not serve old shards."""
+    from stages import demo as demo_stage
+
+    sides = []
+    for side in (64, 96):
+        write_params(tmp_path, {"demo.side": side, "demo.crops_per_subject": 1, "sample.n": 8},
+                     replace={"sources": {"demo": {"kind": "local", "path": "data/demo"}}, "platforms": ["demo"]})
+        demo_stage.main(tmp_path)
+        sample_stage.main(tmp_path)
+        sides.append(set(shards.read_dir(tmp_path / "data/sample/demo", columns=["width"])["width"]))
+    assert sides == [{64}, {96}]
