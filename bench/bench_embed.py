@@ -5,6 +5,8 @@ Prints, from one run on this machine:
   2. stage img/s / naive per-image loop img/s                   (goal >= 2x)
   3. peak RSS of embedding 10*N images / of N images            (goal <= 1.2x)
 for open_clip ViT-B-32 with RANDOM weights (speed only: the vectors mean nothing) and for style_stats.
+"stage" is the embed stage's shard runner (map_shards + embed_frame) with the encoder already loaded;
+the RSS figure runs the whole stage, `python -m stages.embed`, in a fresh process.
 The corpus is synthetic: random crops of scikit-image photos, resized to 512 px, stored as PNG
 like DiffusionDB. Usage: python bench/bench_embed.py [--n 96] [--rss-n 100] [--workers 1]
 """
@@ -24,16 +26,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from PIL import Image
 from skimage import data
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stages import embed, shards  # noqa: E402
-from stages.params import Params, parse  # noqa: E402
-from stages.sample import decode_rgb  # noqa: E402
+from stylemap import paths, schemas, shards  # noqa: E402
+from stylemap.corpus.images import decode_rgb  # noqa: E402
+from stylemap.files import write_atomic  # noqa: E402
+from stylemap.model.embedding import embed_frame  # noqa: E402
+from stylemap.model.encoders import load_encoder  # noqa: E402
+from stylemap.params import Params  # noqa: E402
+from stylemap.testing import make_params, save_random_clip, write_params  # noqa: E402
 
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket"]
 
@@ -47,7 +52,7 @@ def machine() -> str:
 
 
 def make_corpus(root: Path, n: int, size: int = 512, shard_size: int = 128) -> None:
-    """n PNG images in sample shards under root/data/sample/bench (written shard by shard) + empty recipes."""
+    """n PNG images in sample shards under root/data/sample/bench (written shard by shard), empty recipes."""
     rng = np.random.default_rng(0)
     photos = [getattr(data, name)() for name in PHOTOS]
     for start in range(0, n, shard_size):
@@ -61,19 +66,28 @@ def make_corpus(root: Path, n: int, size: int = 512, shard_size: int = 128) -> N
             buf = io.BytesIO()
             crop.save(buf, format="PNG")
             rows.append({"image_id": f"bench/{i:06d}.png", "image_bytes": buf.getvalue()})
-        shards.write_atomic(pd.DataFrame(rows), root / f"data/sample/bench/shard-{start // shard_size:05d}.parquet")
-    shards.write_atomic(pd.DataFrame({"image_id": pd.Series([], dtype=str), "label": pd.Series([], dtype=str),
-                                      "styles": pd.Series([], dtype=object), "aug_seed": pd.Series([], dtype="int64")}),
-                        root / "data/balance/recipes.parquet")
+        write_atomic(pd.DataFrame(rows), root / paths.SAMPLE / f"bench/shard-{start // shard_size:05d}.parquet")
+    schemas.write("recipes", schemas.empty("recipes"), root / paths.RECIPES)
 
 
-def bench_params(backend: str, arch: str, pretrained: str, workers: int, batch_size: int) -> Params:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["sources"] = {"bench": {"kind": "local", "path": "unused"}}
-    raw["train_source"] = "bench"
-    raw["predict"]["platforms"] = ["bench"]
-    raw["embed"].update(backend=backend, arch=arch, pretrained=pretrained, workers=workers, batch_size=batch_size)
-    return parse(raw)
+BENCH_SOURCE = {"sources": {"bench": {"kind": "local", "path": "unused"}}, "train_source": "bench",
+                "platforms": ["bench"]}  # the one source the stage embeds
+
+
+def bench_overrides(backend: str, arch: str, pretrained: str, workers: int, batch_size: int) -> dict:
+    """params.yaml overrides for the encoder under test."""
+    return {"embed": {"backend": backend, "arch": arch, "pretrained": pretrained, "workers": workers,
+                      "batch_size": batch_size}}
+
+
+def embed_stage(root: Path, p: Params, encoder) -> int:
+    """What the embed stage runs for each source (stages/embed.py), on root's `bench` source; rows kept."""
+    out = root / paths.EMBED / "bench"
+    shards.map_shards(shards.shard_files(root / paths.SAMPLE / "bench"), out,
+                      lambda df: embed_frame(df.assign(aug_seed=-1), encoder, p.embed),
+                      shard_size=p.embed.shard_size, params={"backend": p.embed.backend}, schema="embed",
+                      columns=["image_id", "image_bytes"], desc="embed bench")
+    return int(shards.read_dir(out, columns=["error"])["error"].eq("").sum())
 
 
 def rate(n: int, seconds: float) -> float:
@@ -86,7 +100,7 @@ def speed(root: Path, p: Params, encoder, n: int) -> dict:
     Bare compute is the encoder's batched forward on ready tensors for open_clip; for style_stats,
     whose descriptor *is* its preprocess, it is descriptor + normalisation on decoded images.
     """
-    frame = shards.read_dir(root / "data/sample/bench")
+    frame = shards.read_dir(root / paths.SAMPLE / "bench")
     decoded = [decode_rgb(b) for b in frame["image_bytes"]]
     descriptor_is_compute = p.embed.backend == "style_stats"
     inputs = decoded if descriptor_is_compute else [encoder.preprocess(im) for im in decoded]
@@ -103,9 +117,9 @@ def speed(root: Path, p: Params, encoder, n: int) -> dict:
     bare = rate(n, time.perf_counter() - t)
 
     t = time.perf_counter()
-    metrics, _ = embed.run(p, root, encoder)
+    kept = embed_stage(root, p, encoder)
     stage = rate(n, time.perf_counter() - t)
-    assert metrics["bench.kept"] == n, metrics
+    assert kept == n, f"{kept} of {n} images embedded"
 
     t = time.perf_counter()
     for data_bytes in frame["image_bytes"]:
@@ -115,13 +129,12 @@ def speed(root: Path, p: Params, encoder, n: int) -> dict:
 
 
 def peak_rss_mib(root: Path, workers: int) -> float:
-    """Peak RSS (MiB) of a fresh process running the style_stats embed stage over root's corpus."""
+    """Peak RSS (MiB) of a fresh process running the whole style_stats embed stage (`python -m stages.embed`)."""
+    write_params(root, bench_overrides("style_stats", "", "", workers, 32), replace=BENCH_SOURCE)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its big parent's peak.
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path;"
-            "from bench.bench_embed import bench_params; from stages import embed;"
-            "embed.run(bench_params('style_stats', '', '', int(sys.argv[3]), 32), Path(sys.argv[2]));"
+    code = ("import runpy; runpy.run_module('stages.embed', run_name='__main__');"
             "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])")
-    out = subprocess.run([sys.executable, "-c", code, str(REPO), str(root), str(workers)],
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)},
                          capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024  # kB -> MiB
 
@@ -137,15 +150,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_corpus(tmp / "speed", args.n)
-        import open_clip
-
-        torch.manual_seed(0)
-        ckpt = tmp / "vit-b-32-random.pt"
-        torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), ckpt)
+        ckpt = save_random_clip(tmp / "vit-b-32-random.pt", "ViT-B-32")
         for backend, arch, pretrained in (("open_clip", "ViT-B-32", str(ckpt)), ("style_stats", "", "")):
-            p = bench_params(backend, arch, pretrained, args.workers, args.batch_size)
-            encoder = embed.load_encoder(p.embed)
-            shutil.rmtree(tmp / "speed/data/embed", ignore_errors=True)
+            p = make_params(bench_overrides(backend, arch, pretrained, args.workers, args.batch_size))
+            encoder = load_encoder(p.embed)
+            shutil.rmtree(tmp / "speed" / paths.EMBED, ignore_errors=True)
             s = speed(tmp / "speed", p, encoder, args.n)
             print(f"{backend:12s} n={args.n} workers={args.workers} batch={args.batch_size}: "
                   f"bare {s['bare']:.1f} img/s, stage {s['stage']:.1f} img/s, naive loop {s['naive']:.1f} img/s | "

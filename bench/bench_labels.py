@@ -24,15 +24,19 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.label import load_taxonomy  # noqa: E402
-from stages.llm import VLLM_PYTHON, VllmWorker, describe_vlm, label_llm  # noqa: E402
-from stages.params import load  # noqa: E402
+from stylemap.labels.taxonomy import load_taxonomy  # noqa: E402
+from stylemap.paths import Project  # noqa: E402
+from stylemap.params import load  # noqa: E402
+from stylemap.teacher.client import VLLM_PYTHON, VllmWorker  # noqa: E402
+from stylemap.teacher.tasks import describe_vlm, label_llm  # noqa: E402
+from stylemap.testing import HORDE, make_params  # noqa: E402
 
-HORDE = ROOT.parent / "shared" / "data" / "horde-diffusiondb" / "metadata.parquet"
+HORDE_METADATA = HORDE / "metadata.parquet"
+TINY_VLM = "stylemap/teacher/tiny_vlm.py"  # a script run in .venv-vllm (not imported): builds a random BLIP-2 offline
 
 
 def descriptions(n: int) -> pd.DataFrame:
-    texts = (pd.read_parquet(HORDE, columns=["prompt"])["prompt"].head(n).tolist() if HORDE.exists()
+    texts = (pd.read_parquet(HORDE_METADATA, columns=["prompt"])["prompt"].head(n).tolist() if HORDE_METADATA.exists()
              else ["A watercolor painting of a lighthouse at dusk, soft washes of blue."] * n)
     return pd.DataFrame({"image_id": [f"b/{i}" for i in range(len(texts))], "description": texts, "status": "ok"})
 
@@ -61,15 +65,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=48)
     args = ap.parse_args()
-    p = load(ROOT / "params.yaml")
-    taxonomy = load_taxonomy(ROOT / p.label.taxonomy)
-    start, rate = timed(lambda: VllmWorker.for_labels(p), lambda df, w: label_llm(df, w, p, taxonomy),
+    p, project = load(ROOT), Project(ROOT)
+    taxonomy, fewshot = load_taxonomy(project.find(p.label.taxonomy)), project.find(p.label.fewshot)
+    model = ROOT / p.label.model if Path(p.label.model).parts[:1] == ("data",) else p.label.model  # as the label stage
+    start, rate = timed(lambda: VllmWorker.for_labels(p, model), lambda df, w: label_llm(df, w, p, taxonomy, fewshot),
                         descriptions(args.n), p.label.batch_size)
     print(f"label    Gemma 3 270M   engine start {start:6.1f} s   {rate:6.2f} images/s  (batch {p.label.batch_size})")
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([str(VLLM_PYTHON), "tests/llm_tiny_vlm.py", f"{tmp}/vlm"], cwd=ROOT, check=True,
-                       capture_output=True)
-        q = p.model_copy(update={"describe": p.describe.model_copy(update={"model": f"{tmp}/vlm"})})
+        subprocess.run([str(VLLM_PYTHON), TINY_VLM, f"{tmp}/vlm"], cwd=ROOT, check=True, capture_output=True)
+        q = make_params({"describe.model": f"{tmp}/vlm"})
         start, rate = timed(lambda: VllmWorker.for_descriptions(q), lambda df, w: describe_vlm(df, w, q),
                             images(args.n), q.describe.batch_size)
     print(f"describe tiny BLIP-2   engine start {start:6.1f} s   {rate:6.2f} images/s  "

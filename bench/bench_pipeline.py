@@ -4,7 +4,7 @@
 2. peak RSS of `sample` on N and on 10·N images (goal <= 1.2x): sample streams parts into shards.
 
 Runs in a throw-away copy of the project (git repo + DVC), CPU profile params. Usage:
-    .venv/bin/python bench/bench_pipeline.py [--n 240]
+    .venv/bin/python bench/bench_pipeline.py [--crops 2]
 """
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stylemap.testing import write_params  # noqa: E402
+
 ENV = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
 
 
@@ -42,20 +44,14 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def edit_params(repo: Path, **changes) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        params[section][key] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def sample_peak_rss_kb(repo: Path, n_crops: int) -> int:
     """Build a demo corpus of 60·n_crops images and sample all of it; returns the sample process's peak RSS."""
-    edit_params(repo, demo__crops_per_subject=n_crops, sample__n=10**6)
+    write_params(repo, {"demo.crops_per_subject": n_crops, "sample.n": 10**6})
     sh("python -m stages.demo", repo)
-    code = ("import resource, runpy; runpy.run_module('stages.sample', run_name='__main__'); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=open('rss.txt', 'w'))")
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it could report this bench's own peak.
+    code = ("import runpy; runpy.run_module('stages.sample', run_name='__main__'); "
+            "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM')); "
+            "print(hwm.split()[1], file=open('rss.txt', 'w'))")
     sh(f"python -c \"{code}\" > /dev/null", repo)
     return int((repo / "rss.txt").read_text())
 
@@ -69,7 +65,7 @@ def main() -> None:
         repo = copy_project(Path(tmp) / "main")
         (Path(tmp) / "shared").symlink_to(ROOT.parent / "shared") if (ROOT.parent / "shared").exists() else None
         full = sh("dvc repro", repo)
-        edit_params(repo, train__lr=0.025)
+        write_params(repo, {"train.lr": 0.025})  # the repository's params.yaml, one train param changed
         partial = sh("dvc repro", repo)
         print(f"dvc repro: full {full:.1f}s, after one train param {partial:.1f}s, ratio {partial / full:.3f} (goal <= 0.1)")
         small = sample_peak_rss_kb(repo, args.crops)

@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_embed import machine  # noqa: E402
-from stages import embed, train  # noqa: E402
-from stages.params import Embed, Train  # noqa: E402
-from stages.sample import decode_rgb  # noqa: E402
-from tests.synthetic import STYLES, draw, encode_png  # noqa: E402
+from stylemap.corpus.images import decode_rgb  # noqa: E402
+from stylemap.model.embedding import embed_images  # noqa: E402
+from stylemap.model.encoders import build_encoder  # noqa: E402
+from stylemap.model.probe import fit_probe  # noqa: E402
+from stylemap.testing import STYLES, draw, encode_png, make_params, save_random_clip  # noqa: E402
 
 
 def main() -> None:
@@ -36,20 +36,17 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = [encode_png(draw(STYLES[i % len(STYLES)], rng, size=224)) for i in range(args.n)]
     y = np.arange(args.n) % len(STYLES)
-    t = Train(val_fraction=0.15, dedup_hamming=4, epochs=args.epochs, lr=0.05, weight_decay=1e-4)
+    t = make_params({"train.epochs": args.epochs}).train  # params.yaml's lr and weight decay
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = Path(tmp) / "vit-b-32-random.pt"
-        torch.manual_seed(0)
-        torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), ckpt)
-        enc = embed.load_encoder(Embed(backend="open_clip", arch="ViT-B-32", pretrained=str(ckpt),
-                                       batch_size=16, workers=0, shard_size=64))
+        ckpt = save_random_clip(Path(tmp) / "vit-b-32-random.pt", "ViT-B-32")
+        enc = build_encoder("open_clip", "ViT-B-32", str(ckpt))
 
         start = time.perf_counter()
-        vectors, _ = embed.embed_images(enc, [(b, -1) for b in images], batch_size=16, workers=0)
+        vectors, _ = embed_images(enc, [(b, -1) for b in images], batch_size=16, workers=0)
         x = np.stack(vectors)
         embed_s = time.perf_counter() - start
         start = time.perf_counter()
-        train.fit_probe(x, y, x[:4], y[:4], len(STYLES), t, seed=0)
+        fit_probe(x, y, x[:4], y[:4], len(STYLES), t, seed=0)
         cached_s = time.perf_counter() - start
 
         # The blog's loop: every epoch decodes, preprocesses and encodes every image again, then steps.

@@ -1,9 +1,9 @@
 """How the map stage's UMAP scales: seconds and peak memory for 10k and 100k synthetic embeddings.
 
-Runs the production path (`stages.map.layout`: fit on at most `map.fit_sample` points, transform the
-rest in chunks) with params.yaml's `map.*` and `seed` on a streamed synthetic corpus, each size in a
-fresh process so that ru_maxrss is that size's own peak. Numba compilation is warmed up on 500
-points before timing.
+Runs the production path (`stylemap.report.layout.layout`, as the map stage calls it: fit on at most
+`map.fit_sample` points, transform the rest in chunks) with params.yaml's `map.*` and `seed` on a
+streamed synthetic corpus, each size in a fresh process so that ru_maxrss is that size's own peak.
+Numba compilation is warmed up on 500 points before timing.
 
     .venv/bin/python bench/bench_umap.py [--sizes 10000 100000] [--dim 512]
 """
@@ -37,10 +37,10 @@ def synthetic_chunk(start: int, stop: int, dim: int, seed: int, n_styles: int = 
 
 def one(n: int, dim: int) -> dict:
     """Time one layout of n streamed points in this process; memory is this process's peak RSS."""
-    from stages.map import TRANSFORM_CHUNK, layout
-    from stages.params import load
+    from stylemap.params import load  # imported here: the parent process stays small
+    from stylemap.report.layout import TRANSFORM_CHUNK, layout
 
-    p = load(ROOT / "params.yaml")
+    p = load(ROOT)
     kwargs = dict(n_neighbors=p.map.n_neighbors, min_dist=p.map.min_dist, fit_sample=p.map.fit_sample, seed=p.seed)
 
     def chunks(total: int):

@@ -235,10 +235,15 @@ def load(root: str | Path = ".", profile: str | None = None) -> Params:
     return parse(resolve(raw, str(path)), f"{path} (profile {raw.get('profile', 'cpu')})")
 
 
-def stage_spec(stage: str, root: str | Path = ".") -> dict:
-    """A stage's entry in dvc.yaml (the project's, else the repository's)."""
+def dvc_stages(root: str | Path = ".") -> dict:
+    """The `stages` of dvc.yaml: the project's, else the repository's (a test project has none of its own)."""
     path = Path(root) / "dvc.yaml"
-    stages = yaml.safe_load((path if path.exists() else REPO / "dvc.yaml").read_text())["stages"]
+    return yaml.safe_load((path if path.exists() else REPO / "dvc.yaml").read_text())["stages"]
+
+
+def stage_spec(stage: str, root: str | Path = ".") -> dict:
+    """A stage's entry in dvc.yaml."""
+    stages = dvc_stages(root)
     if stage not in stages:
         raise KeyError(f"dvc.yaml has no stage {stage!r}")
     return stages[stage]
@@ -284,9 +289,7 @@ def for_stage(stage: str, root: str | Path = ".") -> Params:
 
 def planned_stages(root: str | Path = ".") -> list[tuple[str, str]]:
     """(stage name, command) in file order: what `dvc repro` would run on a clean cache."""
-    path = Path(root) / "dvc.yaml"
-    stages = yaml.safe_load((path if path.exists() else REPO / "dvc.yaml").read_text())["stages"]
-    return [(name, spec["cmd"]) for name, spec in stages.items()]
+    return [(name, spec["cmd"]) for name, spec in dvc_stages(root).items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""describe_vlm through a real vLLM engine serving a tiny random BLIP-2 built offline (tests/teacher/tiny_vlm.py).
+"""describe_vlm through a real vLLM engine serving a tiny random BLIP-2 built offline (stylemap/teacher/tiny_vlm.py).
 
 Plumbing only: one valid record per image, failures counted with their reason. The model's text is noise.
 """
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow,  # starts a vLLM engine
 @pytest.fixture(scope="module")
 def params(tmp_path_factory):
     dest = tmp_path_factory.mktemp("tiny-vlm") / "blip2"
-    subprocess.run([str(VLLM_PYTHON), "tests/teacher/tiny_vlm.py", str(dest)], cwd=ROOT, check=True,
+    subprocess.run([str(VLLM_PYTHON), "stylemap/teacher/tiny_vlm.py", str(dest)], cwd=ROOT, check=True,
                    capture_output=True, timeout=300)
     return make_params({"describe": {"backend": "vlm", "model": str(dest), "max_tokens": 8, "batch_size": 2}})
 

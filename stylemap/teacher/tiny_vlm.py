@@ -11,7 +11,7 @@ video processors need torchvision.) BLIP-2 needs none of it, and its processor b
 PIL image processor). The tokenizer is a byte-level BPE (256 byte tokens, no merges) from `tokenizers`.
 On a GPU machine the CUDA `vllm` wheel brings a working torchvision, so Qwen2.5-VL serves there.
 
-Runs in .venv-vllm: `.venv-vllm/bin/python tests/llm_tiny_vlm.py DEST`.
+Runs in .venv-vllm: `.venv-vllm/bin/python stylemap/teacher/tiny_vlm.py DEST` (tests and bench/bench_labels.py run it).
 """
 from __future__ import annotations
 
