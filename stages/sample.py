@@ -32,8 +32,8 @@ def main(root: str | Path = ".") -> dict:
             continue
         if src.kind == "local":
             src = src.model_copy(update={"path": str(project.root / src.path)})
-        drawn, tally = sample_source(name, src, p.sample, p.seed, out_dir / name)
-        metrics[name] = _nested(tally, drawn, name)
+        drawn, tally, ignored = sample_source(name, src, p.sample, p.seed, out_dir / name)
+        metrics[name] = {**_nested(tally, drawn, name), "ignored_files": ignored}
         rejects.append(tally.frame(source=name))
     schemas.write("sample_rejects", pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("sample_rejects"),
                   project.path(paths.SAMPLE_REJECTS))

@@ -58,6 +58,7 @@ class Sample(Strict):
     cfg_min: float
     cfg_max: float
     max_pixels: int = Field(ge=1)
+    max_member_bytes: int = Field(ge=1)  # an archive member inflating past this is rejected (zip bombs)
     shard_size: int = Field(ge=1)
 
     @model_validator(mode="after")

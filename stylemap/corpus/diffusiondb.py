@@ -25,22 +25,45 @@ class CorpusError(ValueError):
     """The corpus on disk does not have DiffusionDB's layout; the message names the file."""
 
 
+class MemberError(ValueError):
+    """One archive member cannot be read; `reason` is its reject key, `detail` says why."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
 class Corpus:
     def __init__(self, src: Source):
         self.src = src
         self.root = Path(src.path)
 
     @cached_property
-    def _files(self) -> dict[str, Path]:
-        """File name -> path of a local corpus, walked once (not once per part)."""
-        found: dict[str, Path] = {}
-        for path in sorted(self.root.rglob("*")):
-            found.setdefault(path.name, path)
-        return found
+    def _files(self) -> list[Path]:
+        """Every file of a local corpus, walked once."""
+        return sorted(p for p in self.root.rglob("*") if p.is_file())
+
+    def unexpected_files(self, part_ids) -> int:
+        """Files of a local corpus outside the layout (stray copies, notes): ignored, and counted."""
+        if self.src.kind != "local":
+            return 0
+        expected = {self.root / self.metadata_name, *(self.root / self.part_path(int(i)) for i in part_ids)}
+        return sum(p not in expected for p in self._files)
+
+    @property
+    def metadata_name(self) -> str:
+        return "metadata.parquet" if self.src.layout == "2m" else "metadata-large.parquet"
+
+    def part_path(self, part_id: int) -> str:
+        if self.src.layout == "2m":
+            return f"images/part-{part_id:06d}.zip"
+        return f"diffusiondb-large-part-{1 if part_id <= 10000 else 2}/part-{part_id:06d}.zip"
 
     def _local(self, relpath: str) -> Path | None:
+        """The file at its layout path (never a same-named file elsewhere in the tree)."""
         if self.src.kind == "local":
-            return self._files.get(Path(relpath).name)
+            path = self.root / relpath
+            return path if path.is_file() else None
         from huggingface_hub import hf_hub_download
 
         return Path(hf_hub_download(self.src.path, relpath, repo_type="dataset", revision=self.src.revision,
@@ -52,14 +75,13 @@ class Corpus:
         if self.src.kind != "local":
             return f"{self.src.path}@{self.src.revision}"
         h = hashlib.sha256()
-        for path in sorted(self.root.rglob("*")):
-            if path.is_file():
-                st = path.stat()
-                h.update(f"{path.relative_to(self.root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        for path in self._files:
+            st = path.stat()
+            h.update(f"{path.relative_to(self.root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
 
     def metadata(self) -> pd.DataFrame:
-        name = "metadata.parquet" if self.src.layout == "2m" else "metadata-large.parquet"
+        name = self.metadata_name
         path = self._local(name)
         if path is None or not path.exists():
             raise CorpusError(f"{self.root}: {name} not found")
@@ -70,22 +92,49 @@ class Corpus:
         return meta[METADATA_COLUMNS]
 
     def part(self, part_id: int) -> Path | None:
-        if self.src.layout == "2m":
-            relpath = f"images/part-{part_id:06d}.zip"
-        else:
-            relpath = f"diffusiondb-large-part-{1 if part_id <= 10000 else 2}/part-{part_id:06d}.zip"
-        return self._local(relpath)
+        return self._local(self.part_path(part_id))
 
 
-def read_part(path: Path | None, part_id: int) -> tuple[zipfile.ZipFile, dict]:
+def read_member(zf: zipfile.ZipFile, name: str, max_bytes: int) -> bytes:
+    """One member's bytes, inflating at most `max_bytes` (the header's size is checked first, and the stream
+    is cut there too, because headers lie); any fault reading it is a MemberError naming the reason."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise MemberError("image_missing", f"{name} not in {Path(zf.filename or '').name}") from None
+    if info.file_size > max_bytes:
+        raise MemberError("member_too_large", f"{info.file_size} bytes > sample.max_member_bytes {max_bytes}")
+    try:
+        with zf.open(info) as stream:
+            data = stream.read(max_bytes + 1)
+    except Exception as err:  # noqa: BLE001 - encrypted, CRC mismatch, bad deflate, unknown method: this member only
+        raise MemberError("member_unreadable", f"{type(err).__name__}: {err}") from None
+    if len(data) > max_bytes:
+        raise MemberError("member_too_large", f"inflates past sample.max_member_bytes {max_bytes}")
+    return data
+
+
+def read_part(path: Path | None, part_id: int, max_bytes: int) -> tuple[zipfile.ZipFile, dict]:
     """Open a part zip and its JSON; CorpusError naming the file when either is missing or broken."""
     name = f"part-{part_id:06d}"
     if path is None or not path.exists():
         raise CorpusError(f"{name}.zip not found")
     try:
         zf = zipfile.ZipFile(path)
-        return zf, json.loads(zf.read(f"{name}.json"))
-    except KeyError:
-        raise CorpusError(f"{path}: {name}.json missing from the zip") from None
-    except (zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise CorpusError(f"{path}: {err}") from None
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CorpusError(f"{path}: {type(err).__name__}: {err}") from None
+    if f"{name}.json" not in zf.namelist():
+        zf.close()
+        raise CorpusError(f"{path}: {name}.json missing from the zip")
+    try:
+        meta = json.loads(read_member(zf, f"{name}.json", max_bytes).decode("utf-8"))
+    except MemberError as err:
+        zf.close()
+        raise CorpusError(f"{path}: {name}.json: {err}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        zf.close()
+        raise CorpusError(f"{path}: {name}.json is not UTF-8 JSON: {type(err).__name__}: {err}") from None
+    if not isinstance(meta, dict):
+        zf.close()
+        raise CorpusError(f"{path}: {name}.json must hold an object, got {type(meta).__name__}")
+    return zf, meta

@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from stylemap import schemas, shards
-from stylemap.corpus.diffusiondb import Corpus, CorpusError, read_part
+from stylemap.corpus.diffusiondb import Corpus, CorpusError, MemberError, read_member, read_part
 from stylemap.corpus.filters import prompt_reject
 from stylemap.corpus.images import DecodeError, decode_rgb
 from stylemap.files import write_text_atomic
@@ -29,12 +29,20 @@ from stylemap.params import Sample, Source
 from stylemap.rejects import Rejects
 
 MIN_SIDE = 32  # smaller images carry no style information (1x1 tracking pixels, icons)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def draw(meta: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """Seeded draw of n metadata rows (all rows when the corpus is smaller), in part order for streaming."""
+def draw(meta: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded draw of n metadata rows (all rows when the corpus is smaller): (rows in part order for streaming,
+    drawn rows whose part_id or image_name cannot address an image, with `reason`)."""
     drawn = meta.sample(n=min(n, len(meta)), random_state=seed)
-    return drawn.sort_values(["part_id", "image_name"], kind="stable")
+    part = pd.to_numeric(drawn["part_id"], errors="coerce")
+    good_part = part.notna() & (part % 1 == 0) & (part >= 0)
+    good_name = drawn["image_name"].map(lambda v: isinstance(v, str) and v.strip() != "")
+    bad = drawn[~(good_part & good_name)].assign(reason=np.where(good_part[~(good_part & good_name)], "bad_image_name",
+                                                                  "bad_part_id"))
+    ok = drawn[good_part & good_name].assign(part_id=part[good_part & good_name].astype("int64"))
+    return ok.sort_values(["part_id", "image_name"], kind="stable"), bad
 
 
 def image_record(data: bytes, s: Sample) -> tuple[dict, str]:
@@ -65,6 +73,57 @@ class PartTally(Rejects):
         self.converted.update(other.converted)
 
 
+class FieldError(ValueError):
+    """A metadata field of one row has the wrong type or range; the message names the field."""
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
+def _integer(field: str, value) -> int | None:
+    if _missing(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)) \
+            or not float(value).is_integer():
+        raise FieldError(f"{field}: {value!r} is not an integer")
+    if not INT64_MIN <= int(value) <= INT64_MAX:
+        raise FieldError(f"{field}: {value} is outside int64")
+    return int(value)
+
+
+def _number(field: str, value) -> float | None:
+    if _missing(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)) or not np.isfinite(value):
+        raise FieldError(f"{field}: {value!r} is not a finite number")
+    return float(value)
+
+
+def _text(field: str, value) -> str | None:
+    if _missing(value):
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(value)  # DiffusionDB stores some codes (the sampler) as integers
+    if not isinstance(value, str):
+        raise FieldError(f"{field}: {type(value).__name__} is not text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldError(f"{field}: not encodable as UTF-8") from None
+    return value
+
+
+def row_fields(entry: dict, row) -> dict:
+    """The typed generation fields of one row (part JSON first, metadata as fallback); FieldError on a bad one."""
+    prompt = entry.get("p", row.prompt)
+    if not _missing(prompt) and not isinstance(prompt, str):
+        raise FieldError(f"prompt: {type(prompt).__name__} is not text")
+    return {"prompt": _text("prompt", prompt), "cfg": _number("cfg", entry.get("c", row.cfg)),
+            "seed": _integer("seed", entry.get("se", row.seed)), "steps": _integer("steps", entry.get("st", row.step)),
+            "sampler": _text("sampler", entry.get("sa", row.sampler))}
+
+
 def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFrame, s: Sample) -> tuple[list[dict], PartTally]:
     """Filter the drawn rows of one part; returns kept records (with image bytes) and the part's tally."""
     tally = PartTally()
@@ -77,43 +136,45 @@ def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFr
         if not isinstance(entry, dict):
             tally.reject(row.image_name, "not_in_part_json", f"part-{row.part_id:06d}.json")
             continue
-        prompt, cfg = entry.get("p", row.prompt), entry.get("c", row.cfg)
-        reason = prompt_reject(prompt, cfg, s)
+        try:
+            fields = row_fields(entry, row)
+        except FieldError as err:
+            tally.reject(row.image_name, "bad_field", str(err))
+            continue
+        reason = prompt_reject(fields["prompt"], fields["cfg"], s)
         if reason:
             tally.reject(row.image_name, *reason)
             continue
         try:
-            data = zf.read(row.image_name)
+            data = read_member(zf, row.image_name, s.max_member_bytes)
             facts, mode = image_record(data, s)
-        except KeyError:
-            tally.reject(row.image_name, "image_missing", f"not in part-{row.part_id:06d}.zip")
-            continue
-        except DecodeError as err:
+        except (MemberError, DecodeError) as err:
             tally.reject(row.image_name, err.reason, err.detail)
             continue
         if mode != "RGB":
             tally.converted[mode] += 1
         tally.kept += 1
-        kept.append({
-            "image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
-            "part_id": int(row.part_id), "prompt": " ".join(prompt.split()),
-            "seed": _int_or_none(entry.get("se")), "cfg": _float_or_none(cfg),
-            "steps": _int_or_none(entry.get("st")), "sampler": _str_or_none(entry.get("sa")),
-            "image_bytes": data, **facts,
-        })
+        kept.append({"image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
+                     "part_id": int(row.part_id), **fields, "prompt": " ".join(fields["prompt"].split()),
+                     "image_bytes": data, **facts})
     return kept, tally
 
 
-def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path) -> tuple[int, PartTally]:
-    """Draw, filter and write one source's shards into `out`, part by part; returns (drawn, tally)."""
+def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path) -> tuple[int, PartTally, int]:
+    """Draw, filter and write one source's shards into `out`, part by part.
+
+    Returns (rows drawn, their tally, files of the corpus outside its layout: ignored)."""
     corpus = Corpus(src)
     if src.min_words is not None:
         s = s.model_copy(update={"min_words": src.min_words})
-    drawn = draw(corpus.metadata(), s.n, seed)
+    meta = corpus.metadata()
+    drawn, unaddressable = draw(meta, s.n, seed)
     drawn["duplicate"] = drawn["image_name"].duplicated()
     shards.prepare_dir(out, {"source": src.model_dump(), "sample": s.model_dump(), "seed": seed,
                              "corpus": corpus.identity()})
     total = PartTally()
+    for row in unaddressable.itertuples():
+        total.reject(row.image_name, row.reason, f"part_id={row.part_id!r}")
     with tqdm(total=len(drawn), desc=f"sample {name}", unit="img") as bar:
         for part_id, rows in drawn.groupby("part_id", sort=True):
             marker = out / "_parts" / f"part-{part_id:06d}.json"
@@ -127,12 +188,13 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path) -> tu
                 write_text_atomic(marker, json.dumps(tally.to_dict()))
             total.merge(tally)
             bar.update(len(rows))
-    return len(drawn), total
+    part_ids = pd.to_numeric(meta["part_id"], errors="coerce").dropna().unique()
+    return len(drawn) + len(unaddressable), total, corpus.unexpected_files(part_ids)
 
 
 def _sample_one_part(name: str, corpus: Corpus, part_id: int, rows: pd.DataFrame, s: Sample):
     try:
-        zf, part_meta = read_part(corpus.part(part_id), part_id)
+        zf, part_meta = read_part(corpus.part(part_id), part_id, s.max_member_bytes)
     except CorpusError as err:
         tally = PartTally()
         for row in rows.itertuples():
@@ -142,13 +204,3 @@ def _sample_one_part(name: str, corpus: Corpus, part_id: int, rows: pd.DataFrame
         return sample_part(name, zf, part_meta, rows, s)
 
 
-def _int_or_none(v):
-    return None if v is None or pd.isna(v) else int(v)
-
-
-def _float_or_none(v):
-    return None if v is None or pd.isna(v) else float(v)
-
-
-def _str_or_none(v):
-    return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)

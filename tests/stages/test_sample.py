@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import zipfile
 from functools import partial
@@ -189,7 +190,7 @@ def test_hf_source_downloads_only_the_parts_it_samples(make_params, tmp_path, ho
         src = {"hub": {"kind": "hf", "path": "poloclub/diffusiondb", "endpoint": f"http://127.0.0.1:{server.server_port}",
                        "cache_dir": str(tmp_path / "cache"), "min_words": 5}}
         metrics, out = run_sample(make_params, tmp_path, src, n=5)
-        drawn_parts = sorted(sampling.draw(meta, 5, 0)["part_id"].unique())
+        drawn_parts = sorted(sampling.draw(meta, 5, 0)[0]["part_id"].unique())
         assert sorted(HubHandler.requested) == sorted(["metadata.parquet", *[f"images/part-{i:06d}.zip" for i in drawn_parts]])
         assert len(drawn_parts) < 6  # and not all parts
         assert metrics["hub"]["in"] == 5 == metrics["hub"]["kept"] + metrics["hub"]["rejected"]
@@ -207,7 +208,7 @@ def test_rerun_after_a_crash_redoes_only_unfinished_parts(make_params, tmp_path,
     (out / "horde" / "_parts" / "part-000004.json").unlink()  # part 4 was in flight when the run died
     opened = []
     real = sampling.read_part
-    monkeypatch.setattr(sampling, "read_part", lambda path, part_id: opened.append(part_id) or real(path, part_id))
+    monkeypatch.setattr(sampling, "read_part", lambda path, part_id, cap: opened.append(part_id) or real(path, part_id, cap))
     again, _ = run_sample(make_params, tmp_path, src)
     assert opened == [4]
     assert again == first
@@ -247,3 +248,86 @@ def test_a_changed_corpus_is_sampled_again_not_resumed(tmp_path):
         sample_stage.main(tmp_path)
         sides.append(set(shards.read_dir(tmp_path / "data/sample/demo", columns=["width"])["width"]))
     assert sides == [{64}, {96}]
+
+
+# ---------- archive and metadata faults ----------
+
+def _patch_zip(path: Path, member: str, *, flags: int | None = None, method: int | None = None,
+               corrupt_data: bool = False) -> None:
+    """Rewrite one member's local and central headers (flag bits, compression method) or flip a data byte."""
+    import struct
+
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    local = info.header_offset
+    name_len, extra_len = struct.unpack("<HH", raw[local + 26:local + 30])
+    data_start = local + 30 + name_len + extra_len
+    central = raw.index(member.encode(), raw.index(b"PK\x01\x02")) - 46
+    for base, flag_at, method_at in ((local, 6, 8), (central, 8, 10)):
+        if flags is not None:
+            raw[base + flag_at:base + flag_at + 2] = struct.pack("<H", flags)
+        if method is not None:
+            raw[base + method_at:base + method_at + 2] = struct.pack("<H", method)
+    if corrupt_data:
+        raw[data_start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_archive_and_metadata_faults_are_counted_rejects(tmp_path):
+    png = _encode(Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    faults = {  # image_name -> (part JSON entry changes, expected reason)
+        "good.png": ({}, None), "crc.png": ({}, "member_unreadable"), "deflate.png": ({}, "member_unreadable"),
+        "method.png": ({}, "member_unreadable"), "locked.png": ({}, "member_unreadable"),
+        "huge.png": ({}, "member_too_large"),
+        "p_int.png": ({"p": 123}, "bad_field"), "c_text.png": ({"c": "high"}, "bad_field"),
+        "se_big.png": ({"se": 2**70}, "bad_field"), "st_frac.png": ({"st": 1.5}, "bad_field"),
+        "sa_list.png": ({"sa": [1]}, "bad_field"), "surrogate.png": ({"p": GOOD + " \ud800"}, "bad_field"),
+    }
+    rows = [{"image_name": n, "png": png, "prompt": GOOD, "cfg": 7.0, "seed": 1, "part_id": 1} for n in faults]
+    rows += [{"image_name": n, "png": png, "prompt": GOOD, "cfg": 7.0, "seed": 1, "part_id": 2} for n in ("list_json.png",)]
+    rows += [{"image_name": n, "png": png, "prompt": GOOD, "cfg": 7.0, "seed": 1, "part_id": 3} for n in ("latin1_json.png",)]
+    root = tmp_path / "faulty"
+    demo.write_corpus(rows, root, side=64)
+    part1 = root / "images/part-000001.zip"
+    with zipfile.ZipFile(part1) as zf:
+        meta = json.loads(zf.read("part-000001.json"))
+        members = {n: zf.read(n) for n in zf.namelist() if n.endswith(".png")}
+    for name, (change, _) in faults.items():
+        meta[name].update(change)
+    with zipfile.ZipFile(part1, "w") as zf:
+        for name, data in members.items():
+            if name == "huge.png":
+                data = data + b"\0" * 4096  # inflates past the cap below
+            zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr("part-000001.json", json.dumps(meta))
+    _patch_zip(part1, "crc.png", corrupt_data=True)
+    _patch_zip(part1, "method.png", method=99)
+    _patch_zip(part1, "locked.png", flags=0x1)
+    _patch_zip(part1, "deflate.png", corrupt_data=True)
+    with zipfile.ZipFile(root / "images/part-000002.zip", "w") as zf:
+        zf.writestr("list_json.png", png)
+        zf.writestr("part-000002.json", json.dumps([1, 2]))
+    with zipfile.ZipFile(root / "images/part-000003.zip", "w") as zf:
+        zf.writestr("latin1_json.png", png)
+        zf.writestr("part-000003.json", json.dumps({"latin1_json.png": {"p": "café"}}, ensure_ascii=False).encode("latin-1"))
+    meta_frame = pd.read_parquet(root / "metadata.parquet")
+    extra = meta_frame.iloc[[0, 0, 0]].assign(image_name=["null_part.png", "str_part.png", "float_part.png"])
+    extra["part_id"] = [None, "two", "1.5"]  # one parquet column holds one type: part ids as text, as some exports do
+    meta_frame = pd.concat([meta_frame.assign(part_id=meta_frame["part_id"].astype(str)), extra], ignore_index=True)
+    meta_frame.to_parquet(root / "metadata.parquet", index=False)
+    (root / "images/nested").mkdir()
+    (root / "images/nested/metadata.parquet").write_bytes(b"a stray copy must not shadow the real file")
+
+    metrics, out = run_sample(None, tmp_path / "project", {"faulty": {"kind": "local", "path": str(root)}},
+                              n=100, max_member_bytes=len(png) + 1024)
+    m = metrics["faulty"]
+    by_name = pd.read_parquet(out / "rejects.parquet").set_index("image_name")
+    for name, (_, reason) in faults.items():
+        assert (by_name["reason"].get(name)) == reason, (name, by_name.loc[name].to_dict() if name in by_name.index else None)
+    assert by_name.loc["list_json.png", "reason"] == "part_unreadable" and "must hold an object" in by_name.loc["list_json.png", "detail"]
+    assert by_name.loc["latin1_json.png", "reason"] == "part_unreadable" and "not UTF-8" in by_name.loc["latin1_json.png", "detail"]
+    assert {by_name.loc[n, "reason"] for n in ("null_part.png", "str_part.png", "float_part.png")} == {"bad_part_id"}
+    assert "outside int64" in by_name.loc["se_big.png", "detail"] and "prompt" in by_name.loc["p_int.png", "detail"]
+    assert m["in"] == len(faults) + 2 + 3 == m["kept"] + m["rejected"] and m["kept"] == 1
+    assert m["ignored_files"] == 1  # the stray metadata copy, read by path: never in place of the real one
