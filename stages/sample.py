@@ -22,13 +22,17 @@ def main(root: str | Path = ".") -> dict:
     for stale in out_dir.iterdir():  # outputs persist across runs (resume); drop sources no longer listed
         if stale.is_dir() and stale.name not in p.sources:
             shutil.rmtree(stale)
-    metrics: dict = {"absent_sources": []}
+    absent = [name for name, src in p.sources.items() if src.kind == "local" and not (project.root / src.path).exists()]
+    for name in absent:  # checked before any work
+        if not p.sources[name].optional:
+            raise CorpusError(f"source {name!r}: {p.sources[name].path} does not exist")
+        if name == p.train_source:
+            raise CorpusError(f"train_source {name!r} is absent ({p.sources[name].path} does not exist): "
+                              "nothing to train on")
+    metrics: dict = {"absent_sources": absent}
     rejects: list[pd.DataFrame] = []
     for name, src in p.sources.items():
-        if src.kind == "local" and not (project.root / src.path).exists():
-            if not src.optional:
-                raise CorpusError(f"source {name!r}: {src.path} does not exist")
-            metrics["absent_sources"].append(name)
+        if name in absent:
             continue
         if src.kind == "local":
             src = src.model_copy(update={"path": str(project.root / src.path)})

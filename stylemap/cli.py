@@ -3,36 +3,55 @@
 The model directory is self-describing: model_card.json says which embedding backend the probe
 was trained on, and the encoder is built by the same `load_encoder` the pipeline uses, so the CLI
 cannot embed differently from training. A file that cannot be read or decoded is reported on
-stderr and skipped; the exit status is non-zero only when no file could be classified.
+stderr and skipped; the exit status is non-zero only when no file could be classified (1), or when the
+model directory or an option is unusable (2, with one line saying why, before any work).
+Only regular files are opened (a named pipe would block), and none larger than --max-bytes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import stat
 import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import features
 
 from stylemap.model.embedding import embed_images
 from stylemap.model.encoders import build_encoder
 from stylemap.model.probe import load_probe, predict_proba
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff",
+                  *([".avif"] if features.check_module("avif") else [])}
 CHUNK = 256  # files read into memory at once
 BATCH_SIZE = 32  # images per encoder call
+MAX_BYTES = 64 * 2**20  # default --max-bytes
 
 
-def collect(paths: list[str]) -> list[Path]:
-    """Files as given (any suffix) plus image files found recursively in folders, in a stable order."""
+def collect(paths: list[str]) -> tuple[list[Path], list[Path]]:
+    """(files as given, any suffix, plus image files found recursively in folders; folder files skipped for
+    their suffix), each in a stable order."""
     found: list[Path] = []
+    skipped: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            for f in sorted(p for p in path.rglob("*") if not p.is_dir()):
+                (found if f.suffix.lower() in IMAGE_SUFFIXES else skipped).append(f)
         else:
-            found.append(path)  # a missing file is reported by classify
-    return found
+            found.append(path)  # a missing or special file is reported by classify
+    return found, skipped
+
+
+def read_image_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file no larger than max_bytes; OSError/ValueError naming the problem otherwise."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_size > max_bytes:
+        raise ValueError(f"too large: {info.st_size} bytes > --max-bytes {max_bytes}")
+    return path.read_bytes()
 
 
 def load_model(model_dir: str | Path):
@@ -41,15 +60,17 @@ def load_model(model_dir: str | Path):
     card_path = model_dir / "model_card.json"
     if not card_path.exists():
         raise FileNotFoundError(f"{card_path} not found: is {model_dir} the train stage's output (data/model)?")
-    emb = json.loads(card_path.read_text())["embedding"]
+    card = json.loads(card_path.read_text())
+    if not isinstance(card, dict) or not isinstance(card.get("embedding"), dict):
+        raise ValueError(f"{card_path} has no `embedding` entry: it was not written by the train stage")
     weight, bias, classes = load_probe(model_dir)
-    encoder = build_encoder(**emb)
+    encoder = build_encoder(**card["embedding"])
     if encoder.dim != weight.shape[1]:
         raise ValueError(f"{model_dir}: encoder {encoder.name} gives {encoder.dim} dimensions, the probe expects {weight.shape[1]}")
     return encoder, weight, bias, classes, BATCH_SIZE
 
 
-def classify(files: list[Path], model, top_k: int) -> list[dict]:
+def classify(files: list[Path], model, top_k: int, max_bytes: int = MAX_BYTES) -> list[dict]:
     """One result per file: {path, styles: [{style, prob}] (top_k, most probable first), error}."""
     encoder, weight, bias, classes, batch_size = model
     results = []
@@ -58,11 +79,14 @@ def classify(files: list[Path], model, top_k: int) -> list[dict]:
         items, read_errors = [], []
         for f in chunk:
             try:
-                items.append((f.read_bytes(), -1))
+                items.append((read_image_file(f, max_bytes), -1))
                 read_errors.append("")
             except OSError as err:
                 items.append((b"", -1))
                 read_errors.append(f"unreadable: {err.strerror or err}")
+            except ValueError as err:
+                items.append((b"", -1))
+                read_errors.append(f"refused: {err}")
         embeddings, errors = embed_images(encoder, items, batch_size=batch_size, workers=0)
         for f, vector, read_error, error in zip(chunk, embeddings, read_errors, errors):
             if vector is None:
@@ -83,20 +107,26 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--top-k", type=int, default=3, help="styles to print per image (default 3)")
     cmd.add_argument("--model-dir", default="data/model", help="train stage output (default data/model)")
     cmd.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    cmd.add_argument("--max-bytes", type=int, default=MAX_BYTES, help=f"largest file read (default {MAX_BYTES})")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        parser.error(f"--json {args.json}: folder {Path(args.json).parent} does not exist")
 
-    files = collect(args.paths)
+    files, skipped = collect(args.paths)
+    for f in skipped:
+        print(f"{f}: skipped: suffix {f.suffix or '(none)'} is not an image suffix", file=sys.stderr)
     if not files:
         print("stylemap: no image files found in " + " ".join(args.paths), file=sys.stderr)
         return 1
     try:
         model = load_model(args.model_dir)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"stylemap: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - any model-directory fault: one clear line, exit 2
+        print(f"stylemap: model directory {args.model_dir}: {type(err).__name__}: {str(err).splitlines()[0][:300]}",
+              file=sys.stderr)
         return 2
-    results = classify(files, model, args.top_k)
+    results = classify(files, model, args.top_k, args.max_bytes)
     for r in results:
         if r["error"]:
             print(f"{r['path']}: error: {r['error']}", file=sys.stderr)

@@ -52,6 +52,7 @@ def test_predict_folder_prints_top_k_and_reports_bad_files(model_dir, images, tm
     assert results["broken.jpg"]["error"] == "undecodable" and results["broken.jpg"]["styles"] == []
     assert results["missing.png"]["error"].startswith("unreadable")
     assert "a_sketch.png: sketch " in stdout and "broken.jpg: error: undecodable" in stderr
+    assert "notes.txt: skipped: suffix .txt is not an image suffix" in stderr
 
 
 def test_all_files_failing_exits_non_zero(model_dir, images, capsys):
@@ -69,3 +70,46 @@ def test_console_entry_point_runs(model_dir, images):
                           "--model-dir", str(model_dir), "--top-k", "1"], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr
     assert re.fullmatch(r".*a_sketch\.png: sketch [01]\.\d{3}", run.stdout.strip()), run.stdout
+
+
+def test_special_and_oversized_files_are_refused_unread(model_dir, images, tmp_path, capsys):
+    import os
+    import shutil
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    jfif = tmp_path / "photo.jfif"
+    shutil.copy(images / "a_sketch.png", jfif)
+    code = cli.main(["predict", str(fifo), str(images / "a_sketch.png"), str(jfif), "--model-dir", str(model_dir),
+                     "--max-bytes", str((images / "a_sketch.png").stat().st_size - 1)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "pipe.png: error: refused: not a regular file" in err
+    assert "a_sketch.png: error: refused: too large" in err and "photo.jfif: error: refused: too large" in err
+    capsys.readouterr()
+    _, skipped = cli.collect([str(tmp_path)])
+    assert jfif not in skipped  # .jfif (JPEG) is an image suffix
+
+
+@pytest.mark.parametrize("fault", ["card_without_embedding", "truncated_probe", "missing_weights"])
+def test_model_directory_faults_exit_2_with_one_line(model_dir, images, tmp_path, capsys, fault):
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    if fault == "card_without_embedding":
+        (broken / "model_card.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    elif fault == "truncated_probe":
+        probe = broken / "probe.safetensors"
+        probe.write_bytes(probe.read_bytes()[:100])
+    else:
+        (broken / "probe.safetensors").unlink()
+    assert cli.main(["predict", str(images), "--model-dir", str(broken)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "skipped" not in line]
+    assert len(err) == 1 and err[0].startswith(f"stylemap: model directory {broken}:"), err
+
+
+def test_json_into_a_missing_folder_is_an_error_before_any_work(images, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["predict", str(images), "--model-dir", str(tmp_path / "nowhere"), "--json", str(tmp_path / "no/out.json")])
+    assert exit_.value.code == 2 and "does not exist" in capsys.readouterr().err

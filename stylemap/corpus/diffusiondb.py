@@ -72,8 +72,12 @@ class Corpus:
     def identity(self) -> str:
         """What the corpus holds, for resume fingerprints: every local file's path, size and mtime (a changed
         corpus must not resume from shards of the old one); on the Hub, the dataset revision."""
-        if self.src.kind != "local":
-            return f"{self.src.path}@{self.src.revision}"
+        if self.src.kind != "local":  # a branch name moves: the commit it points at now is the identity
+            from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+            url = hf_hub_url(self.src.path, self.metadata_name, repo_type="dataset", revision=self.src.revision,
+                             endpoint=self.src.endpoint or None)
+            return f"{self.src.path}@{get_hf_file_metadata(url).commit_hash}"
         h = hashlib.sha256()
         for path in self._files:
             st = path.stat()

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from skimage import color, feature, filters
 from stylemap.params import Embed
 
 
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
 STATS_SIZE = 224  # side of the resized image the colour/edge/texture statistics are taken on
 PALETTE_BITS = 4  # bits per channel when counting distinct colours
 
@@ -144,8 +146,16 @@ def build_encoder(backend: str, arch: str, pretrained: str, **card):
     elif not pretrained:
         raise ValueError("embed.pretrained is empty: open_clip would embed with random weights; "
                          "set an open_clip tag (e.g. openai) or a local checkpoint path")
+    elif Path(pretrained).suffix in CHECKPOINT_SUFFIXES or "/" in pretrained:
+        if not Path(pretrained).is_file():
+            raise ValueError(f"embed.pretrained: checkpoint file {pretrained} not found")
+        try:
+            encoder = ClipEncoder(arch, pretrained)
+        except Exception as err:  # noqa: BLE001 - torch/pickle/safetensors raise many types on a bad file
+            raise ValueError(f"embed.pretrained: {pretrained} is not a {arch} checkpoint: "
+                             f"{type(err).__name__}: {str(err)[:300]}") from None
     else:
-        encoder = ClipEncoder(arch, pretrained)
+        encoder = ClipEncoder(arch, pretrained)  # an open_clip pretrained tag
     if card.get("dim", encoder.dim) != encoder.dim:
         raise ValueError(f"encoder {encoder.name} gives {encoder.dim} dimensions, its card says {card['dim']}")
     return encoder

@@ -60,7 +60,13 @@ def split_rows(rows: pd.DataFrame, val_fraction: float, dedup_hamming: int, seed
     if n_groups < 2:
         raise ValueError(f"train: {n_groups} prompt group(s) among {len(originals)} original images; cannot split")
     splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
-    train_idx, val_idx = next(splitter.split(originals, groups=groups[original]))
+    try:
+        train_idx, val_idx = next(splitter.split(originals, groups=groups[original]))
+    except ValueError as err:  # scikit-learn refuses a split with an empty side
+        raise ValueError(f"train.val_fraction {val_fraction} over {n_groups} prompt groups: {err}") from None
+    if not len(train_idx) or not len(val_idx):
+        raise ValueError(f"train.val_fraction {val_fraction} leaves {len(train_idx)} training and {len(val_idx)} "
+                         f"validation images among {n_groups} prompt groups; choose a fraction that leaves both")
     split = pd.Series("train", index=rows.index, dtype=object)
     val_ids = set(originals["image_id"].iloc[val_idx])
     split[original & rows["image_id"].isin(val_ids)] = "val"

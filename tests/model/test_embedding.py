@@ -117,3 +117,11 @@ def test_open_clip_local_checkpoint(clip_checkpoint):
 def test_open_clip_refuses_random_weights():
     with pytest.raises(ValueError, match="embed.pretrained is empty"):
         load_encoder(_embed_params(backend="open_clip", arch="ViT-S-32", pretrained=""))
+
+
+def test_a_missing_or_corrupt_checkpoint_names_the_param(tmp_path):
+    with pytest.raises(ValueError, match="embed.pretrained: checkpoint file .*nowhere.pt not found"):
+        load_encoder(_embed_params(backend="open_clip", arch="ViT-S-32", pretrained=str(tmp_path / "nowhere.pt")))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="embed.pretrained: .*bad.pt is not a ViT-S-32 checkpoint"):
+        load_encoder(_embed_params(backend="open_clip", arch="ViT-S-32", pretrained=str(tmp_path / "bad.pt")))

@@ -113,3 +113,9 @@ def test_probe_fit_does_not_depend_on_the_thread_count():
     np.testing.assert_allclose(b1, b2, rtol=0, atol=1e-6)
     p1, p2 = predict_proba(x[1::2], w1, b1), predict_proba(x[1::2], w2, b2)
     np.testing.assert_allclose(p1, p2, rtol=0, atol=1e-6)
+
+
+def test_a_val_fraction_leaving_one_side_empty_names_the_param():
+    rows = _rows(n_prompts=3, per_prompt=2)
+    with pytest.raises(ValueError, match="train.val_fraction 0.99 over 3 prompt groups: .*train set will be empty"):
+        train.split_rows(rows, 0.99, 0, 0)
