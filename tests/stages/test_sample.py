@@ -143,15 +143,15 @@ def test_bad_inputs_are_counted_rejects(make_params, tmp_path):
     assert kept.loc["long.png", "prompt"].startswith(GOOD)
 
 
-def test_missing_metadata_and_missing_source_are_clear_errors(make_params, tmp_path):
+def test_missing_metadata_and_missing_source_are_clear_errors(make_params, tmp_path, demo_corpus):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="metadata.parquet not found"):
         run_sample(make_params, tmp_path, {"x": {"kind": "local", "path": str(tmp_path / "empty")}})
     with pytest.raises(CorpusError, match="does not exist"):
         run_sample(make_params, tmp_path, {"x": {"kind": "local", "path": str(tmp_path / "nowhere")}})
-    metrics, _ = run_sample(make_params, tmp_path, {
-        "x": {"kind": "local", "path": str(tmp_path / "nowhere"), "optional": True}})
-    assert metrics["absent_sources"] == ["x"]
+    metrics, _ = run_sample(make_params, tmp_path, {"demo": {"kind": "local", "path": str(demo_corpus)},
+                                                    "x": {"kind": "local", "path": str(tmp_path / "nowhere"), "optional": True}})
+    assert metrics["absent_sources"] == ["x"] and metrics["demo"]["kept"] > 0
 
 
 # ---------- the Hub download path, against a local server in the Hub's URL layout ----------

@@ -74,7 +74,8 @@ def test_stage_reading_an_undeclared_param_fails(project, monkeypatch):
 
 
 def test_an_absent_train_source_is_an_error_before_any_work(tmp_path):
-    write_params(tmp_path, replace={"sources": {"demo": {"kind": "local", "path": "gone", "optional": True}}})
+    write_params(tmp_path, replace={"sources": {"demo": {"kind": "local", "path": "gone", "optional": True}},
+                                    "platforms": ["demo"]})
     with pytest.raises(ValueError, match="train_source 'demo' is absent"):
         sample.main(tmp_path)
     assert not list((tmp_path / "data/sample").iterdir())
@@ -83,12 +84,12 @@ def test_an_absent_train_source_is_an_error_before_any_work(tmp_path):
 def test_a_removed_source_is_pruned_from_every_persisted_output(tmp_path):
     demo_src = {"kind": "local", "path": "data/demo"}
     overrides = {"demo.crops_per_subject": 1, "demo.side": 64, "label.run_llm": False}
-    write_params(tmp_path, overrides, replace={"sources": {"demo": demo_src, "copy": demo_src}})
+    write_params(tmp_path, overrides, replace={"sources": {"demo": demo_src, "copy": demo_src}, "platforms": ["demo"]})
     demo.main(tmp_path)
     for stage in (sample, describe, label):
         stage.main(tmp_path)
     assert (tmp_path / "data/describe/copy").is_dir() and (tmp_path / "data/labels/copy.parquet").exists()
-    write_params(tmp_path, overrides, replace={"sources": {"demo": demo_src}})
+    write_params(tmp_path, overrides, replace={"sources": {"demo": demo_src}, "platforms": ["demo"]})
     for stage in (sample, describe, label):
         stage.main(tmp_path)
     assert not (tmp_path / "data/sample/copy").exists() and not (tmp_path / "data/describe/copy").exists()
