@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import paths, schemas
+from stylemap import entry, paths, schemas
 from stylemap.files import write_json
 from stylemap.labels.balance import balance
 from stylemap.params import for_stage
@@ -22,4 +22,4 @@ def main(root: str | Path = ".") -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "balance")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stylemap import paths
+from stylemap import entry, paths
 from stylemap.corpus import demo
 from stylemap.params import for_stage
 
@@ -18,4 +18,4 @@ def main(root: str | Path = ".") -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "demo")

@@ -10,7 +10,7 @@ import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
-from stylemap import paths, shards
+from stylemap import entry, paths, shards
 from stylemap.files import write_json
 from stylemap.params import RUN_KNOBS, for_stage
 from stylemap.rejects import Rejects
@@ -53,4 +53,4 @@ def main(root: str | Path = ".") -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "describe")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import paths, shards
+from stylemap import entry, paths, shards
 from stylemap.files import write_json, write_text_atomic
 from stylemap.model.embedding import embed_frame, recipe_rows
 from stylemap.model.encoders import load_encoder
@@ -86,4 +86,4 @@ def main(root: str | Path = ".", encoder=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "embed")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stylemap import paths, schemas
+from stylemap import entry, paths, schemas
 from stylemap.files import write_json
 from stylemap.model.embedding import read_embeddings
 from stylemap.model.encoders import build_encoder
@@ -62,4 +62,4 @@ def main(root: str | Path = ".") -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "evaluate")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import paths, schemas, shards
-from stylemap.files import write_atomic, write_json
+from stylemap import entry, paths, schemas, shards
+from stylemap.files import write_json
 from stylemap.labels.agreement import agreement_report, gold_classes, keyword_labels
 from stylemap.labels.taxonomy import load_taxonomy
 from stylemap.params import RUN_KNOBS, for_stage
@@ -32,7 +32,7 @@ def llm_inputs(describe_dir: Path, subset: int, seed: int, scratch: Path) -> lis
     descriptions = shards.read_dir(describe_dir, columns=DESCRIPTION_COLUMNS)
     usable = descriptions[descriptions["status"].eq("ok")]
     chosen = usable.sample(n=min(subset, len(usable)), random_state=seed).sort_values("image_id")
-    return [write_atomic(chosen, scratch)]
+    return [schemas.write("llm_inputs", chosen, scratch)]
 
 
 def main(root: str | Path = ".") -> dict:
@@ -100,4 +100,4 @@ def _sha256(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "label")

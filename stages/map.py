@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stylemap import paths, schemas, shards
+from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_json
 from stylemap.model.probe import load_classes
 from stylemap.params import for_stage
+from stylemap.rejects import Rejects
 from stylemap.report.layout import embedding_batches, layout
 from stylemap.report.render import (HTML_DETAIL_POINTS, drawn_positions, explorer_data, explorer_html, read_details,
                                     scatter_png)
@@ -27,10 +28,11 @@ def map_platform(p, project: paths.Project, platform: str, classes: list[str]) -
     """UMAP, parquet, PNG and explorer of one platform; returns its metrics."""
     pred = pd.read_parquet(project.path(paths.PREDICT, f"{platform}.parquet"),
                            columns=["image_id", "top1", "top3", "top3_prob"])
-    metrics = {f"{platform}.absent": False, f"{platform}.in": len(pred)}
+    metrics = {f"{platform}.absent": False}
     if len(pred) < MIN_POINTS:
-        metrics.update({f"{platform}.kept": 0, f"{platform}.rejected": len(pred), f"{platform}.rejected.too_few_points": len(pred)})
-        return metrics
+        tally = Rejects()
+        tally.count("too_few_points", len(pred))
+        return {**metrics, **tally.report(len(pred), platform)}
     batches = embedding_batches(shards.shard_files(project.path(paths.EMBED, platform)), pd.Index(pred["image_id"]))
     coords, fit = layout(batches, len(pred), n_neighbors=p.map.n_neighbors, min_dist=p.map.min_dist,
                          fit_sample=p.map.fit_sample, seed=p.seed, desc=f"map {platform}")
@@ -46,7 +48,7 @@ def map_platform(p, project: paths.Project, platform: str, classes: list[str]) -
     out = project.path(paths.EXPLORE, f"{platform}.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(explorer_html(explorer_data(shown, details, classes, platform)))
-    metrics.update({f"{platform}.kept": len(points), f"{platform}.rejected": 0, f"{platform}.fit": fit["fit"],
+    metrics.update({**Rejects(kept=len(points)).report(len(pred), platform), f"{platform}.fit": fit["fit"],
                     f"{platform}.transformed": fit["transformed"], f"{platform}.trustworthiness": fit["trustworthiness"],
                     f"{platform}.explorer_points": len(shown), f"{platform}.explorer_details": len(details),
                     f"{platform}.thumbnails_failed": int(details["thumb"].isna().sum())})
@@ -71,4 +73,4 @@ def main(root: str | Path = ".") -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "map")

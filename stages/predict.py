@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import paths, schemas, shards
+from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_json
 from stylemap.model.prevalence import platform_summary, predict_platform
 from stylemap.model.probe import load_probe
@@ -51,4 +51,4 @@ def main(root: str | Path = ".") -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "predict")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import paths
+from stylemap import entry, paths
 from stylemap.model.prevalence import platform_summary
 from stylemap.model.probe import load_classes
 from stylemap.params import for_stage
@@ -50,4 +50,4 @@ def main(root: str | Path = ".") -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "report")

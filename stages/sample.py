@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import paths, schemas
+from stylemap import entry, paths, schemas
 from stylemap.corpus.diffusiondb import CorpusError
 from stylemap.corpus.sampling import sample_source
 from stylemap.files import write_json
@@ -54,4 +54,4 @@ def _nested(tally, drawn: int, name: str) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "sample")

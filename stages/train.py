@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stylemap import paths, schemas, shards
+from stylemap import entry, paths, schemas, shards
 from stylemap.model.embedding import read_embeddings
 from stylemap.model.probe import fit_probe, save_probe
 from stylemap.model.split import split_rows, training_rows
 from stylemap.params import for_stage
+from stylemap.rejects import Rejects
 
 
 def main(root: str | Path = ".") -> dict:
@@ -29,11 +30,11 @@ def main(root: str | Path = ".") -> dict:
                             read_embeddings(project.path(paths.EMBED, paths.AUGMENTED))], ignore_index=True)
     rows, report = training_rows(recipes, sample, embeddings)
     split, split_report = split_rows(rows, p.train.val_fraction, p.train.dedup_hamming, p.seed)
-    report.update(split_report)
-    report["kept"] = report["train"] + report["val"]
-    report["rejected"] = report["in"] - report["kept"]
-    report["rejected.near_duplicate"] = report["near_duplicates_removed"]
-    report["rejected.augmented_of_val"] = report["augmented_of_val_excluded"]
+    tally = Rejects(kept=split_report["train"] + split_report["val"])
+    tally.count("missing_embedding", report.pop("rejected.missing_embedding"))
+    tally.count("near_duplicate", split_report["near_duplicates_removed"])
+    tally.count("augmented_of_val", split_report["augmented_of_val_excluded"])
+    report.update({**split_report, **tally.report(report.pop("in"))})
     if report["val"] == 0:
         raise ValueError(f"train: no validation image left ({report['near_duplicates_removed']} removed as "
                          "near-duplicates); raise train.val_fraction or lower train.dedup_hamming")
@@ -74,4 +75,4 @@ def main(root: str | Path = ".") -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main, "train")

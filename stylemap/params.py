@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from stylemap.entry import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = Path(__file__).resolve().parent / "profiles"
 GLOBAL_KEYS = ("profile", "seed", "sources", "train_source", "platforms")  # read by several stages
@@ -183,7 +185,7 @@ class Params(Strict):
         return self
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError):
     """params file is invalid; the message names every offending key."""
 
 

@@ -33,6 +33,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("error", pa.string()), _key("backend"), _key("model"), ("prompt_hash", pa.string()),
         ("sampling", pa.string()), ("vllm_version", pa.string()),
     ]),
+    "llm_inputs": pa.schema([_key("image_id"), ("description", pa.string()), _key("status")]),  # label's LLM subset
     "llm_labels": pa.schema([
         _key("image_id"), ("llm_raw", string_list), ("llm_styles", string_list), ("llm_unmapped", string_list),
         _key("llm_status"), ("llm_error", pa.string()), ("llm_model", pa.string()), ("llm_prompt_hash", pa.string()),

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from stylemap.entry import UserError
 from stylemap.params import Source
 
 METADATA_COLUMNS = ["image_name", "prompt", "part_id", "seed", "step", "cfg", "sampler",
                     "width", "height", "user_name", "timestamp", "image_nsfw", "prompt_nsfw"]
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """The corpus on disk does not have DiffusionDB's layout; the message names the file."""
 
 
@@ -89,7 +90,10 @@ class Corpus:
         path = self._local(name)
         if path is None or not path.exists():
             raise CorpusError(f"{self.root}: {name} not found")
-        meta = pd.read_parquet(path)
+        try:
+            meta = pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            raise CorpusError(f"{path}: not a readable parquet file: {type(err).__name__}: {err}") from None
         missing = [c for c in METADATA_COLUMNS if c not in meta.columns]
         if missing:
             raise CorpusError(f"{path}: missing DiffusionDB columns {missing}")

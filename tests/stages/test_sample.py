@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import zipfile
 from functools import partial
@@ -19,6 +22,7 @@ from stylemap import shards
 from stylemap.corpus import demo, sampling
 from stylemap.corpus.diffusiondb import CorpusError
 from stylemap.corpus.images import decode_rgb
+from stylemap.params import REPO
 from stylemap.testing import write_params
 
 
@@ -331,3 +335,11 @@ def test_archive_and_metadata_faults_are_counted_rejects(tmp_path):
     assert "outside int64" in by_name.loc["se_big.png", "detail"] and "prompt" in by_name.loc["p_int.png", "detail"]
     assert m["in"] == len(faults) + 2 + 3 == m["kept"] + m["rejected"] and m["kept"] == 1
     assert m["ignored_files"] == 1  # the stray metadata copy, read by path: never in place of the real one
+
+
+def test_a_user_error_is_one_line_and_exit_2(tmp_path):
+    write_params(tmp_path, replace={"sources": {"demo": {"kind": "local", "path": "missing"}}, "platforms": ["demo"]})
+    done = subprocess.run([sys.executable, "-m", "stages.sample"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "stage sample: error: source 'demo': missing does not exist"
