@@ -6,7 +6,6 @@ shard runner, so a crash resumes at the first unfinished shard.
 """
 from __future__ import annotations
 
-import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -25,10 +24,8 @@ def main(root: str | Path = ".") -> dict:
     project = paths.Project(root)
     sample_dir, out_dir = project.path(paths.SAMPLE), project.path(paths.DESCRIBE)
     sources = sorted(d.name for d in sample_dir.iterdir() if d.is_dir())
-    if out_dir.exists():  # persisted shards of sources no longer sampled
-        for stale in out_dir.iterdir():
-            if stale.is_dir() and stale.name not in sources:
-                shutil.rmtree(stale)
+    shards.prune(out_dir, sources)  # persisted shards of sources no longer sampled
+    code = shards.code_fingerprint("describe", root)
     metrics: dict = {"backend": p.describe.backend}
     vlm = p.describe.backend == "vlm"
     pool_cm = WorkerPool(lambda env: VllmWorker.for_descriptions(p, env), p.describe.replicas) if vlm else nullcontext()
@@ -40,14 +37,11 @@ def main(root: str | Path = ".") -> dict:
         for source in sources:
             stats = shards.map_shards(
                 shards.shard_files(sample_dir / source), out_dir / source, on_replica if vlm else describe_by_prompt,
-                shard_size=p.describe.shard_size, params=p.describe.model_dump(exclude=RUN_KNOBS), schema="describe",
+                shard_size=p.describe.shard_size, params={**p.describe.model_dump(exclude=RUN_KNOBS), "seed": p.seed, "code": code}, schema="describe",
                 columns=None if vlm else PROMPT_COLUMNS, desc=f"describe {source}", threads=len(pool) if vlm else 1)
             print(f"describe {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed from a previous run")
             status = shards.read_dir(out_dir / source, columns=["status"])["status"]
-            tally = Rejects(kept=int(status.eq("ok").sum()))
-            for reason, n in status[status.ne("ok")].value_counts().sort_index().items():
-                tally.count(reason, n)
-            metrics.update(tally.report(stats["rows_in"], source))
+            metrics.update(Rejects.from_column(status, "ok").report(stats["rows_in"], source))
     write_json(project.metrics("describe"), metrics)
     return metrics
 

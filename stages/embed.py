@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -24,10 +23,7 @@ SAMPLE_COLUMNS = ["image_id", "image_bytes"]
 
 def _counts(out_dir: Path, missing: int = 0) -> Rejects:
     """Rows embedded vs rejected (their `error`), plus recipes whose source image is not in the sample."""
-    errors = shards.read_dir(out_dir, columns=["error"])["error"]
-    tally = Rejects(kept=int(errors.eq("").sum()))
-    for reason, n in errors[errors.ne("")].value_counts().sort_index().items():
-        tally.count(reason, n)
+    tally = Rejects.from_column(shards.read_dir(out_dir, columns=["error"])["error"], "")
     if missing:
         tally.count("missing_source_image", missing)
     return tally
@@ -39,6 +35,7 @@ def main(root: str | Path = ".", encoder=None) -> dict:
     encoder = encoder or load_encoder(p.embed)
     sample_dir, embed_dir = project.path(paths.SAMPLE), project.path(paths.EMBED)
     identity = {"backend": p.embed.backend, "arch": p.embed.arch, "pretrained": p.embed.pretrained}
+    code = shards.code_fingerprint("embed", root)
     metrics: dict = {"backend": p.embed.backend, "arch": p.embed.arch if p.embed.backend == "open_clip" else "",
                      "dim": encoder.dim, "sources_present": 0, "sources_absent": 0}
     total = Rejects()
@@ -54,7 +51,7 @@ def main(root: str | Path = ".", encoder=None) -> dict:
         present.append(source)
         metrics["sources_present"] += 1
         stats = shards.map_shards(files, embed_dir / source, lambda df: embed_frame(df.assign(aug_seed=-1), encoder, p.embed),
-                                  shard_size=p.embed.shard_size, params=identity, schema="embed",
+                                  shard_size=p.embed.shard_size, params={**identity, "code": code}, schema="embed",
                                   columns=SAMPLE_COLUMNS, desc=f"embed {source}")
         tally = _counts(embed_dir / source)
         metrics.update(tally.report(stats["rows_in"], source))
@@ -69,15 +66,13 @@ def main(root: str | Path = ".", encoder=None) -> dict:
     shards.map_shards(
         shards.shard_files(sample_dir / p.train_source), embed_dir / paths.AUGMENTED,
         lambda df: embed_frame(expand(df), encoder, p.embed, p.embed.augment), shard_size=p.embed.shard_size,
-        params={**identity, "augment": p.embed.augment.model_dump(), "recipes": recipe_key}, schema="embed",
+        params={**identity, "augment": p.embed.augment.model_dump(), "recipes": recipe_key, "code": code}, schema="embed",
         columns=SAMPLE_COLUMNS, desc="embed augmented")
     tally = _counts(embed_dir / paths.AUGMENTED, missing)
     metrics.update(tally.report(len(wanted), paths.AUGMENTED))
     total.merge(tally)
 
-    for stale in embed_dir.iterdir():  # outputs of sources that are no longer sampled
-        if stale.is_dir() and stale.name not in {*present, paths.AUGMENTED}:
-            shutil.rmtree(stale)
+    shards.prune(embed_dir, {*present, paths.AUGMENTED, "encoder.json"})  # sources no longer sampled
     metrics.update(total.report(total.kept + total.rejected))
     write_text_atomic(project.path(paths.ENCODER_CARD),
                       json.dumps({**identity, "dim": encoder.dim, "name": encoder.name}, indent=2, sort_keys=True) + "\n")

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from stylemap import entry, paths, schemas
-from stylemap.files import write_json
-from stylemap.model.embedding import read_embeddings
+from stylemap.files import write_json, write_text_atomic
+from stylemap.model.embedding import read_training_embeddings
 from stylemap.model.encoders import build_encoder
 from stylemap.model.evaluation import evaluate, model_card_md, predictions_frame
 from stylemap.model.probe import load_probe
@@ -34,8 +34,7 @@ def main(root: str | Path = ".") -> dict:
 
     split = pd.read_parquet(project.path(paths.SPLIT))
     recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "aug_seed", "styles"])
-    embeddings = pd.concat([read_embeddings(project.path(paths.EMBED, p.train_source)),
-                            read_embeddings(project.path(paths.EMBED, paths.AUGMENTED))], ignore_index=True)
+    embeddings = read_training_embeddings(project.path(paths.EMBED), p.train_source)
     rows = split.merge(embeddings, on=["image_id", "aug_seed"], how="left").merge(recipes, on=["image_id", "aug_seed"], how="left")
     if rows["embedding"].isna().any():
         raise ValueError(f"evaluate: {int(rows['embedding'].isna().sum())} rows of split.parquet have no embedding; rerun train")
@@ -56,8 +55,8 @@ def main(root: str | Path = ".") -> dict:
     pd.DataFrame({"actual": val["label"].to_numpy(), "predicted": np.asarray(classes)[result["probs"].argmax(1)]}) \
         .to_csv(project.path(paths.CONFUSION), index=False)
     result["per_class"].drop(columns="support").to_csv(project.path(paths.PER_CLASS), index=False)
-    project.path(paths.EVAL_NOTES).write_text(json.dumps(result["notes"], indent=2, sort_keys=True) + "\n")
-    project.path(paths.MODEL_CARD_MD).write_text(model_card_md(card, metrics, result["notes"], p.evaluate.top_k))
+    write_text_atomic(project.path(paths.EVAL_NOTES), json.dumps(result["notes"], indent=2, sort_keys=True) + "\n")
+    write_text_atomic(project.path(paths.MODEL_CARD_MD), model_card_md(card, metrics, result["notes"], p.evaluate.top_k))
     return metrics
 
 

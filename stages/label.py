@@ -6,7 +6,6 @@ agreement report, or every description when it feeds training (`label.train_labe
 from __future__ import annotations
 
 import hashlib
-import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -42,8 +41,10 @@ def main(root: str | Path = ".") -> dict:
     taxonomy = load_taxonomy(taxonomy_file)
     describe_dir, out_dir = project.path(paths.DESCRIBE), project.path(paths.LABELS)
     sources = sorted(d.name for d in describe_dir.iterdir() if d.is_dir())
-    _prune(out_dir, sources)
-    files = {"taxonomy": _sha256(taxonomy_file), "fewshot": _sha256(fewshot_file)}  # an edit redoes LLM shards
+    for folder in (out_dir, out_dir / "llm", out_dir / "llm_subset"):
+        shards.prune(folder, {*sources, "llm", "llm_subset"})  # sources no longer described
+    files = {"taxonomy": _sha256(taxonomy_file), "fewshot": _sha256(fewshot_file),  # an edit redoes LLM shards
+             "code": shards.code_fingerprint("label", root)}
     metrics: dict = {"taxonomy_version": taxonomy.version, "categories": len(taxonomy.categories)}
     model = project.root / p.label.model if Path(p.label.model).parts[:1] == ("data",) else p.label.model
     pool_cm = WorkerPool(lambda env: VllmWorker.for_labels(p, model, env), p.label.replicas) if p.label.run_llm \
@@ -64,7 +65,8 @@ def main(root: str | Path = ".") -> dict:
                     params={**p.label.model_dump(exclude=RUN_KNOBS), "seed": p.seed, "files": files},
                     schema="llm_labels", columns=DESCRIPTION_COLUMNS, desc=f"label llm {source}", threads=len(pool))
                 print(f"label llm {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed")
-                labels = labels.merge(shards.read_dir(out_dir / "llm" / source), on="image_id", how="left",
+                llm = shards.read_dir(out_dir / "llm" / source, columns=["image_id", *LLM_COLUMNS])
+                labels = labels.merge(llm, on="image_id", how="left",
                                       validate="one_to_one")
             else:
                 labels = labels.assign(**{c: None for c in LLM_COLUMNS})
@@ -86,13 +88,6 @@ def _counts(descriptions: pd.DataFrame, labels: pd.DataFrame) -> dict:
     tally.count("no_description", (~ok).sum())
     tally.count("no_style", (ok & ~labelled).sum())
     return tally.report(len(descriptions))
-
-
-def _prune(out_dir: Path, sources: list[str]) -> None:
-    """Drop persisted outputs of sources that are no longer described."""
-    for path in [*out_dir.glob("*.parquet"), *out_dir.glob("llm/*"), *out_dir.glob("llm_subset/*.parquet")]:
-        if path.name.removesuffix(".parquet") not in sources:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _sha256(path: Path) -> str:

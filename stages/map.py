@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
-from stylemap.files import write_json
+from stylemap.files import write_json, write_text_atomic
 from stylemap.model.probe import load_classes
 from stylemap.params import for_stage
 from stylemap.rejects import Rejects
@@ -47,7 +47,7 @@ def map_platform(p, project: paths.Project, platform: str, classes: list[str]) -
     details = read_details(shards.shard_files(project.path(paths.SAMPLE, platform)), wanted)
     out = project.path(paths.EXPLORE, f"{platform}.html")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(explorer_html(explorer_data(shown, details, classes, platform)))
+    write_text_atomic(out, explorer_html(explorer_data(shown, details, classes, platform)))
     metrics.update({**Rejects(kept=len(points)).report(len(pred), platform), f"{platform}.fit": fit["fit"],
                     f"{platform}.transformed": fit["transformed"], f"{platform}.trustworthiness": fit["trustworthiness"],
                     f"{platform}.explorer_points": len(shown), f"{platform}.explorer_details": len(details),

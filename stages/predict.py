@@ -33,7 +33,7 @@ def main(root: str | Path = ".") -> dict:
         out = out_dir / f"{platform}.parquet"
         rejected = predict_platform(files, W, b, classes, out, platform)
         pred = pd.read_parquet(out, columns=["top1", "confidence", "entropy", "ambiguity", "cross_entropy_uniform"])
-        m, s, a = platform_summary(pred, rejected, classes, platform)
+        m, s, a = platform_summary(pred, rejected, classes, platform, rows_in=shards.count_rows(files))
         metrics["platforms_present"] += 1
         metrics.update(m)
         styles.append(s)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from stylemap import entry, paths
+from stylemap.files import write_text_atomic
 from stylemap.model.prevalence import platform_summary
 from stylemap.model.probe import load_classes
 from stylemap.params import for_stage
@@ -45,7 +46,7 @@ def main(root: str | Path = ".") -> dict:
     page = report_html(p.platforms, summaries, pd.concat(styles) if styles else pd.DataFrame(columns=["platform", "style", "share"]),
                        pd.concat(ambiguity) if ambiguity else pd.DataFrame(columns=["platform", "bin", "share"]),
                        pngs, classes, note)
-    project.path(paths.REPORT).write_text(page)
+    write_text_atomic(project.path(paths.REPORT), page)
     return {"platforms": len(styles)}
 
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from stylemap import entry, paths, schemas
+from stylemap import entry, paths, schemas, shards
 from stylemap.corpus.diffusiondb import CorpusError
 from stylemap.corpus.sampling import sample_source
 from stylemap.files import write_json
@@ -19,10 +18,8 @@ def main(root: str | Path = ".") -> dict:
     project = paths.Project(root)
     out_dir = project.path(paths.SAMPLE)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():  # outputs persist across runs (resume); drop sources no longer listed
-        if stale.is_dir() and stale.name not in p.sources:
-            shutil.rmtree(stale)
     absent = [name for name, src in p.sources.items() if src.kind == "local" and not (project.root / src.path).exists()]
+    shards.prune(out_dir, set(p.sources) - set(absent))  # outputs persist (resume): none of unlisted or absent sources
     for name in absent:  # checked before any work
         if not p.sources[name].optional:
             raise CorpusError(f"source {name!r}: {p.sources[name].path} does not exist")
@@ -30,13 +27,14 @@ def main(root: str | Path = ".") -> dict:
             raise CorpusError(f"train_source {name!r} is absent ({p.sources[name].path} does not exist): "
                               "nothing to train on")
     metrics: dict = {"absent_sources": absent}
+    code = shards.code_fingerprint("sample", root)
     rejects: list[pd.DataFrame] = []
     for name, src in p.sources.items():
         if name in absent:
             continue
         if src.kind == "local":
             src = src.model_copy(update={"path": str(project.root / src.path)})
-        drawn, tally, ignored = sample_source(name, src, p.sample, p.seed, out_dir / name)
+        drawn, tally, ignored = sample_source(name, src, p.sample, p.seed, out_dir / name, code)
         metrics[name] = {**_nested(tally, drawn, name), "ignored_files": ignored}
         rejects.append(tally.frame(source=name))
     schemas.write("sample_rejects", pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("sample_rejects"),

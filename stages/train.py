@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
-from stylemap.model.embedding import read_embeddings
+from stylemap.files import write_text_atomic
+from stylemap.model.embedding import read_training_embeddings
 from stylemap.model.probe import fit_probe, save_probe
 from stylemap.model.split import split_rows, training_rows
 from stylemap.params import for_stage
@@ -26,8 +27,7 @@ def main(root: str | Path = ".") -> dict:
     project = paths.Project(root)
     recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "label", "aug_seed"])
     sample = shards.read_dir(project.path(paths.SAMPLE, p.train_source), columns=["image_id", "prompt", "phash"])
-    embeddings = pd.concat([read_embeddings(project.path(paths.EMBED, p.train_source)),
-                            read_embeddings(project.path(paths.EMBED, paths.AUGMENTED))], ignore_index=True)
+    embeddings = read_training_embeddings(project.path(paths.EMBED), p.train_source)
     rows, report = training_rows(recipes, sample, embeddings)
     split, split_report = split_rows(rows, p.train.val_fraction, p.train.dedup_hamming, p.seed)
     tally = Rejects(kept=split_report["train"] + split_report["val"])
@@ -70,7 +70,7 @@ def main(root: str | Path = ".") -> dict:
         "split": report,
         "final_epoch": history,
     }
-    project.path(paths.MODEL_CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(project.path(paths.MODEL_CARD_JSON), json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card
 
 

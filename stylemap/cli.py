@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_model(args.model_dir)
     except Exception as err:  # noqa: BLE001 - any model-directory fault: one clear line, exit 2
-        print(f"stylemap: model directory {args.model_dir}: {type(err).__name__}: {str(err).splitlines()[0][:300]}",
-              file=sys.stderr)
+        first_line = (str(err).splitlines() or [""])[0][:300]
+        print(f"stylemap: model directory {args.model_dir}: {type(err).__name__}: {first_line}", file=sys.stderr)
         return 2
     results = classify(files, model, args.top_k, args.max_bytes)
     for r in results:

@@ -27,6 +27,15 @@ class Rejects:
         self.counts[reason] += 1
         self.rows.append({self.key: str(key), "reason": reason, "detail": detail, **extra})
 
+    @classmethod
+    def from_column(cls, outcome: pd.Series, ok) -> Rejects:
+        """Counts of a per-row outcome column (describe's status, embed's error): `ok` is kept, any other
+        value is that row's reject reason."""
+        tally = cls(kept=int(outcome.eq(ok).sum()))
+        for reason, n in outcome[outcome.ne(ok)].value_counts().sort_index().items():
+            tally.count(str(reason), n)
+        return tally
+
     def count(self, reason: str, n: int) -> None:
         """Rejects known only as a number (e.g. rows another stage already recorded one by one)."""
         self.counts[reason] += int(n)

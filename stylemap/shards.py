@@ -58,6 +58,31 @@ def iter_batches(files: list[Path], batch_size: int, columns: list[str] | None =
         yield pa.Table.from_batches(pending)
 
 
+def prune(out_dir: Path, keep) -> None:
+    """Delete entries of a persisted output whose name (less `.parquet`) is not in `keep`: sources no longer
+    listed or present must not leave shards behind for the next stage to read."""
+    if not out_dir.exists():
+        return
+    for path in out_dir.iterdir():
+        if not path.name.startswith(("_", ".")) and path.name.removesuffix(".parquet") not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def code_fingerprint(stage: str, root: str | Path = ".") -> str:
+    """Hash of the code a stage runs (its dvc.yaml deps under stages/ and stylemap/): persisted shards made by
+    other code are not resumed, because DVC re-runs the stage on a code change and trusts what it finds."""
+    from stylemap.params import REPO, stage_spec
+
+    h = hashlib.sha256()
+    for dep in sorted(stage_spec(stage, root).get("deps", [])):
+        if dep.split("/")[0] in ("stages", "stylemap"):
+            target = REPO / dep
+            for f in sorted(target.rglob("*")) if target.is_dir() else [target]:
+                if f.is_file() and "__pycache__" not in f.parts:
+                    h.update(f"{f.relative_to(REPO)}\n".encode() + f.read_bytes())
+    return h.hexdigest()
+
+
 def prepare_dir(out_dir: Path, fingerprint: dict) -> None:
     """Keep finished shards only if they were made from the same inputs and params."""
     marker = out_dir / FINGERPRINT

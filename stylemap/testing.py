@@ -134,3 +134,21 @@ def save_random_clip(path: Path, arch: str = "ViT-S-32") -> Path:
     torch.manual_seed(0)
     torch.save(open_clip.create_model(arch, pretrained=None).state_dict(), path)
     return path
+
+
+def mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    """One of: flip bytes, truncate, splice random bytes, overwrite a header field with an extreme value."""
+    raw = bytearray(data)
+    kind = rng.integers(4)
+    if kind == 0:
+        for i in rng.integers(0, len(raw), rng.integers(1, 8)):
+            raw[i] = int(rng.integers(256))
+    elif kind == 1:
+        raw = raw[: int(rng.integers(0, len(raw)))]
+    elif kind == 2:
+        at = int(rng.integers(0, len(raw)))
+        raw[at:at] = rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
+    else:
+        at = int(rng.integers(0, min(len(raw), 64)))
+        raw[at:at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff"])
+    return bytes(raw)

@@ -46,3 +46,29 @@ def test_iter_batches_streams_exact_sizes(tmp_path):
     sizes = [t.num_rows for t in shards.iter_batches(files, 5, columns=["image_id"])]
     assert sizes == [5, 5, 1]
     assert pq.ParquetFile(files[0]).schema_arrow.names == ["image_id", "prompt"]
+
+
+def test_code_fingerprint_follows_the_stages_code_deps_only(tmp_path, monkeypatch):
+    from stylemap import params
+
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stylemap/templates").mkdir(parents=True)
+    (tmp_path / "stages/x.py").write_text("a = 1\n")
+    (tmp_path / "stylemap/templates/page.html").write_text("<p>")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/in.parquet").write_text("rows")
+    monkeypatch.setattr(params, "REPO", tmp_path)
+    monkeypatch.setattr(params, "stage_spec", lambda stage, root=".": {
+        "deps": ["stages/x.py", "stylemap/templates", "data/in.parquet"]})
+    first = shards.code_fingerprint("x")
+    (tmp_path / "data/in.parquet").write_text("other rows")  # data identity is the input fingerprint's job
+    assert shards.code_fingerprint("x") == first
+    (tmp_path / "stylemap/templates/page.html").write_text("<p>changed")
+    assert shards.code_fingerprint("x") != first
+
+
+def test_prune_keeps_listed_names_and_markers(tmp_path):
+    for name in ("demo", "horde", "_run.json", "horde.parquet", "demo.parquet"):
+        (tmp_path / name).mkdir() if "." not in name else (tmp_path / name).write_text("x")
+    shards.prune(tmp_path, {"demo"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_run.json", "demo", "demo.parquet"]

@@ -66,9 +66,13 @@ class Corpus:
             path = self.root / relpath
             return path if path.is_file() else None
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
 
-        return Path(hf_hub_download(self.src.path, relpath, repo_type="dataset", revision=self.src.revision,
-                                    cache_dir=self.src.cache_dir, endpoint=self.src.endpoint or None))
+        try:
+            return Path(hf_hub_download(self.src.path, relpath, repo_type="dataset", revision=self.src.revision,
+                                        cache_dir=self.src.cache_dir, endpoint=self.src.endpoint or None))
+        except EntryNotFoundError:
+            return None  # like a local file that is not there: its rows become counted rejects
 
     def identity(self) -> str:
         """What the corpus holds, for resume fingerprints: every local file's path, size and mtime (a changed

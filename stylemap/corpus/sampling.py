@@ -160,7 +160,7 @@ def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFr
     return kept, tally
 
 
-def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path) -> tuple[int, PartTally, int]:
+def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code: str = "") -> tuple[int, PartTally, int]:
     """Draw, filter and write one source's shards into `out`, part by part.
 
     Returns (rows drawn, their tally, files of the corpus outside its layout: ignored)."""
@@ -171,7 +171,7 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path) -> tu
     drawn, unaddressable = draw(meta, s.n, seed)
     drawn["duplicate"] = drawn["image_name"].duplicated()
     shards.prepare_dir(out, {"source": src.model_dump(), "sample": s.model_dump(), "seed": seed,
-                             "corpus": corpus.identity()})
+                             "corpus": corpus.identity(), "code": code})
     total = PartTally()
     for row in unaddressable.itertuples():
         total.reject(row.image_name, row.reason, f"part_id={row.part_id!r}")

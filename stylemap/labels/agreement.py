@@ -84,5 +84,5 @@ def gold_classes(image_names: pd.Series, source_path: Path) -> pd.Series | None:
     csv = source_path / "styles.csv"
     if not csv.exists():
         return None
-    gold = pd.read_csv(csv, dtype=str).set_index("image_name")["style_class"]
+    gold = pd.read_csv(csv, dtype=str).drop_duplicates("image_name").set_index("image_name")["style_class"]
     return image_names.map(gold).fillna("").reset_index(drop=True)

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from stylemap import schemas, shards
+from stylemap import paths, schemas, shards
 from stylemap.corpus.images import DecodeError, decode_rgb
 from stylemap.model.augment import augment
 from stylemap.params import Augment, Embed
@@ -84,6 +84,12 @@ def recipe_rows(recipes: pd.DataFrame) -> Callable[[pd.DataFrame], pd.DataFrame]
         return batch[["image_id", "image_bytes"]].merge(copies, on="image_id", how="inner")
 
     return expand
+
+
+def read_training_embeddings(embed_dir: Path, train_source: str) -> pd.DataFrame:
+    """Kept embeddings of the train source's images and of the augmented recipes (what train and evaluate read)."""
+    return pd.concat([read_embeddings(embed_dir / train_source), read_embeddings(embed_dir / paths.AUGMENTED)],
+                     ignore_index=True)
 
 
 def read_embeddings(directory: str | Path) -> pd.DataFrame:

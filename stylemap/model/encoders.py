@@ -82,7 +82,7 @@ def style_descriptor(image: Image.Image) -> np.ndarray:
     return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts]).astype(np.float32)
 
 
-STATS_DIM = 64  # len(style_descriptor(...)); tests/test_embed.py checks they agree
+STATS_DIM = 64  # len(style_descriptor(...)); tests/model/test_embedding.py checks they agree
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

@@ -80,8 +80,8 @@ def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, classes: l
     return pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("predict_rejects")
 
 
-def platform_summary(pred: pd.DataFrame, rejects: pd.DataFrame, classes: list[str],
-                     platform: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def platform_summary(pred: pd.DataFrame, rejects: pd.DataFrame, classes: list[str], platform: str,
+                     rows_in: int | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Flat metrics, style shares (platform, style, count, share) and ambiguity histogram (platform, bin, count, share)."""
     n = len(pred)
     counts = pred["top1"].value_counts().reindex(classes, fill_value=0)
@@ -91,7 +91,7 @@ def platform_summary(pred: pd.DataFrame, rejects: pd.DataFrame, classes: list[st
         tally.count(reason, k)
     metrics = {
         f"{platform}.absent": False,
-        **tally.report(n + len(rejects), platform),
+        **tally.report(n + len(rejects) if rows_in is None else rows_in, platform),
         f"{platform}.mean_confidence": float(pred["confidence"].mean()) if n else 0.0,
         f"{platform}.mean_entropy": float(pred["entropy"].mean()) if n else 0.0,
         f"{platform}.mean_ambiguity": float(pred["ambiguity"].mean()) if n else 0.0,

@@ -22,6 +22,7 @@ from safetensors.numpy import load_file, save_file
 from scipy.special import entr, softmax
 from tqdm import tqdm
 
+from stylemap.files import write_text_atomic
 from stylemap.params import Train
 
 
@@ -63,7 +64,7 @@ def save_probe(model_dir: Path, weight: np.ndarray, bias: np.ndarray, classes: l
     tmp = model_dir / ".probe.safetensors.tmp"
     save_file({"weight": weight, "bias": bias}, str(tmp))
     os.replace(tmp, model_dir / "probe.safetensors")
-    (model_dir / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
+    write_text_atomic(model_dir / "classes.json", json.dumps(classes, indent=1) + "\n")
 
 
 def load_classes(model_dir: str | Path) -> list[str]:

@@ -124,7 +124,10 @@ class VllmWorker:
                 if reply.get("error"):
                     error = reply["error"]  # the worker could not read the batch: retrying cannot help
                     break
-                return reply["results"]
+                if len(reply.get("results", [])) == len(requests):
+                    return reply["results"]
+                error = f"worker answered {len(reply.get('results', []))} results for {len(requests)} requests"
+                break
             error = self._why()
             self.failures.append(error)
             self.kill()

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, features
 
 from stylemap.corpus.images import DecodeError, decode_rgb
+from stylemap.testing import mutate
 
 FUZZ_PER_FORMAT = 1000  # x 15 formats: 15,000 mutated images
 FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "ICO", "PPM", "TGA", "PCX", "SGI", "DIB", "JPEG2000", "QOI", "DDS"]
@@ -22,24 +23,6 @@ def _seed_image(fmt: str) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format=fmt)
     return buf.getvalue()
-
-
-def mutate(data: bytes, rng: np.random.Generator) -> bytes:
-    """One of: flip bytes, truncate, splice random bytes, overwrite a header field with an extreme value."""
-    raw = bytearray(data)
-    kind = rng.integers(4)
-    if kind == 0:
-        for i in rng.integers(0, len(raw), rng.integers(1, 8)):
-            raw[i] = int(rng.integers(256))
-    elif kind == 1:
-        raw = raw[: int(rng.integers(0, len(raw)))]
-    elif kind == 2:
-        at = int(rng.integers(0, len(raw)))
-        raw[at:at] = rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
-    else:
-        at = int(rng.integers(0, min(len(raw), 64)))
-        raw[at:at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff"])
-    return bytes(raw)
 
 
 def available(fmt: str) -> bool:

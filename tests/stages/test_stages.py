@@ -94,3 +94,16 @@ def test_a_removed_source_is_pruned_from_every_persisted_output(tmp_path):
         stage.main(tmp_path)
     assert not (tmp_path / "data/sample/copy").exists() and not (tmp_path / "data/describe/copy").exists()
     assert not (tmp_path / "data/labels/copy.parquet").exists() and "copy" not in metrics(tmp_path, "label")
+
+
+def test_a_source_gone_absent_leaves_no_shards_behind(tmp_path):
+    overrides = {"demo.crops_per_subject": 1, "demo.side": 64}
+    sources = {"demo": {"kind": "local", "path": "data/demo"}, "extra": {"kind": "local", "path": "data/demo", "optional": True}}
+    write_params(tmp_path, overrides, replace={"sources": sources, "platforms": ["demo"]})
+    demo.main(tmp_path)
+    sample.main(tmp_path)
+    assert (tmp_path / "data/sample/extra").is_dir()
+    sources["extra"]["path"] = "data/gone"
+    write_params(tmp_path, overrides, replace={"sources": sources, "platforms": ["demo"]})
+    assert sample.main(tmp_path)["absent_sources"] == ["extra"]
+    assert not (tmp_path / "data/sample/extra").exists()

@@ -1,7 +1,7 @@
 """VllmWorker's protocol, timeouts and crash handling, against stand-in worker processes (no vLLM needed).
 
 The stand-ins speak the worker's JSON-line protocol; what they do wrong (hang, die) is what the parent
-must survive. The real engine's behaviour on bad requests is tested in tests/test_llm.py.
+must survive. The real engine's behaviour on bad requests is tested in tests/teacher/test_gemma.py.
 """
 import io
 import sys
