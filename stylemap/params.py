@@ -61,6 +61,8 @@ class Sample(Strict):
     cfg_max: float
     max_pixels: int = Field(ge=1)
     max_member_bytes: int = Field(ge=1)  # an archive member inflating past this is rejected (zip bombs)
+    max_image_nsfw: float = Field(ge=0, le=2)  # DiffusionDB's image_nsfw score above this is rejected (null: kept)
+    max_prompt_nsfw: float = Field(ge=0, le=2)  # DiffusionDB's prompt_nsfw score above this is rejected
     shard_size: int = Field(ge=1)
 
     @model_validator(mode="after")

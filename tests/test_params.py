@@ -25,7 +25,7 @@ def test_production_profile_holds_overrides_only_and_validates():
         assert base_leaves.get(key) != value, f"{key} repeats params.yaml's value"
     prod = load(REPO, profile="production")
     assert prod.profile == "production"
-    assert (prod.embed.backend, prod.embed.arch, prod.embed.pretrained) == ("open_clip", "ViT-L-14", "openai")
+    assert (prod.embed.backend, prod.embed.arch, prod.embed.pretrained) == ("open_clip", "ViT-L-14-quickgelu", "openai")
     assert prod.describe.backend == "vlm" and prod.label.train_labeler == "llm" and prod.sample.min_words == 15
     assert prod.sources["diffusiondb"].kind == "hf" and prod.embed.augment == load(REPO).embed.augment
 

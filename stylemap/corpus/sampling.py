@@ -124,6 +124,17 @@ def row_fields(entry: dict, row) -> dict:
             "sampler": _text("sampler", entry.get("sa", row.sampler))}
 
 
+def nsfw_reject(row, s: Sample) -> tuple[str, str] | None:
+    """(reason, detail) when DiffusionDB's NSFW score of the image or prompt is above its param, else None.
+    A missing score is kept (many corpora have none); a score that is not a number is a bad field."""
+    for column, limit, reason in (("image_nsfw", s.max_image_nsfw, "nsfw_image"),
+                                  ("prompt_nsfw", s.max_prompt_nsfw, "nsfw_prompt")):
+        score = _number(column, getattr(row, column))
+        if score is not None and score > limit:
+            return reason, f"{column}={score:.3f} > {limit}"
+    return None
+
+
 def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFrame, s: Sample) -> tuple[list[dict], PartTally]:
     """Filter the drawn rows of one part; returns kept records (with image bytes) and the part's tally."""
     tally = PartTally()
@@ -138,10 +149,10 @@ def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFr
             continue
         try:
             fields = row_fields(entry, row)
+            reason = nsfw_reject(row, s) or prompt_reject(fields["prompt"], fields["cfg"], s)
         except FieldError as err:
             tally.reject(row.image_name, "bad_field", str(err))
             continue
-        reason = prompt_reject(fields["prompt"], fields["cfg"], s)
         if reason:
             tally.reject(row.image_name, *reason)
             continue

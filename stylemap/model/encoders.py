@@ -107,6 +107,18 @@ class StyleStats:
 
 # ---------- open_clip backend ----------
 
+def check_activation(arch: str, tag: str) -> None:
+    """Weights trained with QuickGELU (OpenAI's) in a GELU architecture lose accuracy silently (open_clip only
+    warns): refuse the pair before any download."""
+    import open_clip
+
+    trained_quick = open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False)
+    arch_quick = (open_clip.get_model_config(arch) or {}).get("quick_gelu", False)
+    if trained_quick and not arch_quick:
+        raise ValueError(f"embed.pretrained {tag!r} was trained with QuickGELU but embed.arch {arch!r} runs GELU; "
+                         f"use embed.arch {arch}-quickgelu")
+
+
 class ClipEncoder:
     """A frozen open_clip model: image tower for embeddings, text tower for zero-shot."""
 
@@ -155,6 +167,7 @@ def build_encoder(backend: str, arch: str, pretrained: str, **card):
             raise ValueError(f"embed.pretrained: {pretrained} is not a {arch} checkpoint: "
                              f"{type(err).__name__}: {str(err)[:300]}") from None
     else:
+        check_activation(arch, pretrained)
         encoder = ClipEncoder(arch, pretrained)  # an open_clip pretrained tag
     if card.get("dim", encoder.dim) != encoder.dim:
         raise ValueError(f"encoder {encoder.name} gives {encoder.dim} dimensions, its card says {card['dim']}")

@@ -61,12 +61,15 @@ def image_data_url(image_bytes: bytes, max_side: int) -> str:
 
 
 def describe_status(result: dict) -> str:
+    """ok | failed | empty | cannot_analyse | truncated (cut at max_tokens: an analysis without its end)."""
     if result["error"]:
         return "failed"
     text = (result["text"] or "").strip()
     if not text:
         return "empty"
-    return "cannot_analyse" if CANNOT_ANALYSE in text.upper() else "ok"
+    if CANNOT_ANALYSE in text.upper():
+        return "cannot_analyse"
+    return "truncated" if result.get("finish_reason") == "length" else "ok"
 
 
 def describe_vlm(df: pd.DataFrame, worker: VllmWorker, p: Params) -> pd.DataFrame:

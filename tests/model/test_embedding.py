@@ -125,3 +125,13 @@ def test_a_missing_or_corrupt_checkpoint_names_the_param(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="embed.pretrained: .*bad.pt is not a ViT-S-32 checkpoint"):
         load_encoder(_embed_params(backend="open_clip", arch="ViT-S-32", pretrained=str(tmp_path / "bad.pt")))
+
+
+def test_quickgelu_weights_in_a_gelu_architecture_are_refused():
+    from stylemap.model.encoders import check_activation
+
+    with pytest.raises(ValueError, match="'openai' was trained with QuickGELU but embed.arch 'ViT-L-14' runs GELU"):
+        load_encoder(_embed_params(backend="open_clip", arch="ViT-L-14", pretrained="openai"))
+    check_activation("ViT-L-14-quickgelu", "openai")  # the production pair
+    prod = make_params({"profile": "production"}).embed
+    check_activation(prod.arch, prod.pretrained)

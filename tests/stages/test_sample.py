@@ -343,3 +343,21 @@ def test_a_user_error_is_one_line_and_exit_2(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == "stage sample: error: source 'demo': missing does not exist"
+
+
+def test_nsfw_scores_above_their_params_are_counted_rejects(tmp_path):
+    png = _encode(Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    names = ["clean.png", "unknown.png", "image.png", "prompt.png"]
+    rows = [{"image_name": n, "png": png, "prompt": GOOD, "cfg": 7.0, "seed": 1, "part_id": 1} for n in names]
+    root = tmp_path / "nsfw"
+    demo.write_corpus(rows, root, side=64)
+    meta = pd.read_parquet(root / "metadata.parquet")
+    meta["image_nsfw"] = pd.Series([0.1, None, 0.9, 0.2], dtype="float32")
+    meta["prompt_nsfw"] = pd.Series([0.0, None, 0.0, 0.7], dtype="float32")
+    meta.to_parquet(root / "metadata.parquet", index=False)
+    metrics, out = run_sample(None, tmp_path / "project", {"x": {"kind": "local", "path": str(root)}},
+                              max_image_nsfw=0.5, max_prompt_nsfw=0.5)
+    rejects = pd.read_parquet(out / "rejects.parquet").set_index("image_name")
+    assert rejects["reason"].to_dict() == {"image.png": "nsfw_image", "prompt.png": "nsfw_prompt"}
+    assert rejects.loc["image.png", "detail"] == "image_nsfw=0.900 > 0.5"
+    assert metrics["x"]["kept"] == 2 and metrics["x"]["in"] == 4  # a missing score is kept

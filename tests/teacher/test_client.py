@@ -116,3 +116,12 @@ def test_pool_runs_one_replica_per_visible_gpu_and_shards_in_parallel(tmp_path, 
     assert stats["rows_out"] == 40 and out["image_id"].tolist() == frame["image_id"].tolist()
     assert set(out["description"]) <= {"3", "5"}
     assert all(w._proc is None for w in pool.workers)  # closed on exit
+
+
+def test_a_description_cut_at_max_tokens_is_truncated_not_ok():
+    from stylemap.teacher.tasks import describe_status
+
+    base = {"error": None, "text": "Subjects: a cat. Technique: watercolor", "finish_reason": "stop"}
+    assert describe_status(base) == "ok"
+    assert describe_status({**base, "finish_reason": "length"}) == "truncated"
+    assert describe_status({**base, "text": "CANNOT ANALYSE", "finish_reason": "length"}) == "cannot_analyse"
