@@ -28,7 +28,8 @@ def main(root: str | Path = ".") -> dict:
     code = shards.code_fingerprint("describe", root)
     metrics: dict = {"backend": p.describe.backend}
     vlm = p.describe.backend == "vlm"
-    pool_cm = WorkerPool(lambda env: VllmWorker.for_descriptions(p, env), p.describe.replicas) if vlm else nullcontext()
+    pool_cm = WorkerPool(lambda env: VllmWorker.for_descriptions(p, env), p.describe.replicas,
+                         p.describe.gpus_per_replica) if vlm else nullcontext()
     with pool_cm as pool:
         def on_replica(df):  # each shard borrows a free engine replica
             with pool.lease() as worker:

@@ -47,7 +47,8 @@ def main(root: str | Path = ".") -> dict:
              "code": shards.code_fingerprint("label", root)}
     metrics: dict = {"taxonomy_version": taxonomy.version, "categories": len(taxonomy.categories)}
     model = project.root / p.label.model if Path(p.label.model).parts[:1] == ("data",) else p.label.model
-    pool_cm = WorkerPool(lambda env: VllmWorker.for_labels(p, model, env), p.label.replicas) if p.label.run_llm \
+    pool_cm = WorkerPool(lambda env: VllmWorker.for_labels(p, model, env), p.label.replicas,
+                                                        p.label.gpus_per_replica) if p.label.run_llm \
         else nullcontext()
     with pool_cm as pool:
         def on_replica(df: pd.DataFrame) -> pd.DataFrame:  # each shard borrows a free engine replica

@@ -29,7 +29,7 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 GLOBAL_KEYS = ("profile", "seed", "sources", "train_source", "platforms")  # read by several stages
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seed range
 # How a stage runs, not what it computes: changing these must not invalidate finished shards.
-RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "workers"}
+RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "workers", "engine"}
 
 
 class Strict(BaseModel):
@@ -82,8 +82,22 @@ class Teacher(Strict):
     batch_size: int = Field(ge=1)
     retries: int = Field(ge=0)
     timeout_s: float = Field(gt=0)
-    replicas: int = Field(ge=0)  # vLLM engines, one per GPU; 0 = one per visible GPU (one on CPU)
+    replicas: int = Field(ge=0)  # vLLM engines; 0 = as many as the visible GPUs hold (one on CPU)
     shard_size: int = Field(ge=1)
+    # further vllm.LLM arguments: gpu_memory_utilization, tensor_parallel_size (GPUs per replica), max_num_seqs,
+    # mm_processor_kwargs, ...; the teacher's own keys (model, max_model_len, seed) are set above
+    engine: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _engine_keys(self):
+        owned = {"model", "max_model_len", "seed"} & set(self.engine)
+        if owned:
+            raise ValueError(f"engine sets {sorted(owned)}; set them as the teacher's own keys")
+        return self
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return int(self.engine.get("tensor_parallel_size", 1))
 
 
 class Describe(Teacher):

@@ -14,14 +14,14 @@ def test_production_profile_holds_overrides_only_and_validates():
 
     def leaves(d, prefix=""):
         for k, v in d.items():
-            if isinstance(v, dict) and k != "sources":
+            if isinstance(v, dict) and k not in ("sources", "engine"):  # mappings of free keys are values
                 yield from leaves(v, f"{prefix}{k}.")
             else:
                 yield f"{prefix}{k}", v
 
     base_leaves = dict(leaves(base))
     for key, value in leaves(overrides):
-        assert key in base_leaves or key == "sources", f"{key} is not a params.yaml key"
+        assert key in base_leaves, f"{key} is not a params.yaml key"
         assert base_leaves.get(key) != value, f"{key} repeats params.yaml's value"
     prod = load(REPO, profile="production")
     assert prod.profile == "production"
@@ -76,3 +76,9 @@ def test_validate_command_lists_planned_stages_for_production():
     planned = [line.split()[0] for line in out.splitlines()[1:]]
     assert planned == list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
     assert "python -m stages.embed" in out
+
+
+def test_engine_arguments_cannot_override_the_teachers_own_keys():
+    raw = raw_params({"label.engine": {"seed": 3}})
+    with pytest.raises(ParamsError, match=r"label: Value error, engine sets \['seed'\]"):
+        parse(raw)

@@ -63,14 +63,15 @@ class VllmWorker:
         model = str(model)
         if Path(p.label.model).parts[:1] == ("data",) and not (Path(model) / "config.json").exists():
             raise WorkerError(f"label.model {model} has no config.json: run `dvc repro convert_llm` first")
-        engine = {"model": model, "max_model_len": p.label.max_model_len, "seed": p.seed,
-                  "structured_outputs_config": STRUCTURED}
+        engine = {"structured_outputs_config": STRUCTURED, **p.label.engine, "model": model,
+                  "max_model_len": p.label.max_model_len, "seed": p.seed}
         return cls(engine, timeout_s=p.label.timeout_s, retries=p.label.retries, env=env)
 
     @classmethod
     def for_descriptions(cls, p: Params, env: dict | None = None) -> VllmWorker:
-        engine = {"model": p.describe.model, "max_model_len": p.describe.max_model_len, "seed": p.seed,
-                  "limit_mm_per_prompt": {"image": 1}}
+        # one image and no video per prompt: startup profiling then reserves memory for one image only
+        engine = {"limit_mm_per_prompt": {"image": 1, "video": 0}, **p.describe.engine, "model": p.describe.model,
+                  "max_model_len": p.describe.max_model_len, "seed": p.seed}
         return cls(engine, timeout_s=p.describe.timeout_s, retries=p.describe.retries, env=env)
 
     def __enter__(self) -> VllmWorker:
@@ -185,16 +186,22 @@ def visible_gpus() -> list[str]:
 
 
 class WorkerPool:
-    """Data parallelism: one VllmWorker (engine replica) per GPU, each pinned with CUDA_VISIBLE_DEVICES.
+    """Data parallelism: VllmWorker engine replicas, each pinned to its own GPUs with CUDA_VISIBLE_DEVICES.
 
     Shards run in threads (`stylemap.shards.map_shards(threads=len(pool))`); each takes a free worker for
-    the duration of its shard with `lease()`. `replicas` 0 means one per visible GPU (one on a CPU box).
+    the duration of its shard with `lease()`. A replica takes `gpus_per_replica` GPUs (vLLM's
+    tensor_parallel_size); `replicas` 0 means as many as the visible GPUs hold (one on a CPU box), and more
+    replicas than that is an error rather than two engines sharing a GPU.
     """
 
-    def __init__(self, make: Callable[[dict | None], VllmWorker], replicas: int = 0):
+    def __init__(self, make: Callable[[dict | None], VllmWorker], replicas: int = 0, gpus_per_replica: int = 1):
         gpus = visible_gpus()
-        n = replicas or max(len(gpus), 1)
-        envs = [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else None for i in range(n)]
+        n = replicas or max(len(gpus) // gpus_per_replica, 1)
+        if gpus and n * gpus_per_replica > len(gpus):
+            raise WorkerError(f"{n} replicas x {gpus_per_replica} GPU(s) each need {n * gpus_per_replica} GPUs, "
+                              f"{len(gpus)} visible ({','.join(gpus)}): lower `replicas` or tensor_parallel_size")
+        k = gpus_per_replica
+        envs = [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * k:(i + 1) * k])} if gpus else None for i in range(n)]
         self.workers = [make(env) for env in envs]
         self._free: queue.Queue = queue.Queue()
 

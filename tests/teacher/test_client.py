@@ -125,3 +125,26 @@ def test_a_description_cut_at_max_tokens_is_truncated_not_ok():
     assert describe_status(base) == "ok"
     assert describe_status({**base, "finish_reason": "length"}) == "truncated"
     assert describe_status({**base, "text": "CANNOT ANALYSE", "finish_reason": "length"}) == "cannot_analyse"
+
+
+def test_replicas_beyond_the_visible_gpus_are_an_error_and_tensor_parallel_takes_gpu_groups(monkeypatch):
+    from stylemap.teacher.client import WorkerPool
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    make = lambda env: _worker(ECHO, timeout_s=5, retries=0, env=env)  # noqa: E731
+    with pytest.raises(WorkerError, match="5 replicas x 1 GPU\\(s\\) each need 5 GPUs, 4 visible"):
+        WorkerPool(make, replicas=5)
+    pool = WorkerPool(make, gpus_per_replica=2)
+    assert [w.env["CUDA_VISIBLE_DEVICES"] for w in pool.workers] == ["0,1", "2,3"]
+
+
+def test_engine_arguments_come_from_params(make_params, tmp_path):
+    p = make_params({"describe.engine": {"gpu_memory_utilization": 0.8, "tensor_parallel_size": 2},
+                     "label.engine": {"max_num_seqs": 8}})
+    describe = VllmWorker.for_descriptions(p).engine
+    assert describe["gpu_memory_utilization"] == 0.8 and describe["limit_mm_per_prompt"] == {"image": 1, "video": 0}
+    assert p.describe.gpus_per_replica == 2
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m/config.json").write_text("{}")
+    label = VllmWorker.for_labels(p, tmp_path / "m").engine
+    assert label["max_num_seqs"] == 8 and label["model"] == str(tmp_path / "m") and label["seed"] == p.seed

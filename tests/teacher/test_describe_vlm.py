@@ -47,8 +47,9 @@ def test_describe_vlm_one_record_per_image(params):
     assert out["image_id"].tolist() == df["image_id"].tolist()
     assert out["status"].iloc[3] == "failed" and out["error"].iloc[3].startswith("image decode")
     served = out.iloc[:3]
-    assert served["error"].isna().all() and served["status"].isin(["ok", "empty", "cannot_analyse"]).all()
-    assert (served["status"].eq("ok") == served["description"].notna()).all()
+    # max_tokens 8: the random model's noise is cut at the limit, so its rows are `truncated`, not ok
+    assert served["error"].isna().all() and served["status"].isin(["ok", "empty", "cannot_analyse", "truncated"]).all()
+    assert (served["status"].isin(["ok", "truncated"]) == served["description"].notna()).all()
     assert set(out["backend"]) == {"vlm"} and set(out["model"]) == {params.describe.model}
     assert set(out["vllm_version"]) == {"0.32.0"} and out["prompt_hash"].str.len().eq(64).all()
     assert json.loads(out["sampling"].iloc[0])["max_tokens"] == 8
