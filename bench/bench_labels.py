@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     p, project = load(ROOT), Project(ROOT)
     taxonomy, fewshot = load_taxonomy(project.find(p.label.taxonomy)), project.find(p.label.fewshot)
-    model = ROOT / p.label.model if Path(p.label.model).parts[:1] == ("data",) else p.label.model  # as the label stage
+    model = Project(ROOT).model(p.label.model)  # as the label stage resolves it
     start, rate = timed(lambda: VllmWorker.for_labels(p, model), lambda df, w: label_llm(df, w, p, taxonomy, fewshot),
                         descriptions(args.n), p.label.batch_size)
     print(f"label    Gemma 3 270M   engine start {start:6.1f} s   {rate:6.2f} images/s  (batch {p.label.batch_size})")

@@ -25,7 +25,8 @@ def main(root: str | Path = ".") -> dict:
     sample_dir, out_dir = project.path(paths.SAMPLE), project.path(paths.DESCRIBE)
     sources = sorted(d.name for d in sample_dir.iterdir() if d.is_dir())
     shards.prune(out_dir, sources)  # persisted shards of sources no longer sampled
-    code = shards.code_fingerprint("describe", root)
+    identity = {**p.describe.model_dump(exclude=RUN_KNOBS), "seed": p.seed,  # what makes a shard's rows
+                "code": shards.code_fingerprint("describe", root)}
     metrics: dict = {"backend": p.describe.backend}
     vlm = p.describe.backend == "vlm"
     pool_cm = WorkerPool(lambda env: VllmWorker.for_descriptions(p, env), p.describe.replicas,
@@ -38,7 +39,7 @@ def main(root: str | Path = ".") -> dict:
         for source in sources:
             stats = shards.map_shards(
                 shards.shard_files(sample_dir / source), out_dir / source, on_replica if vlm else describe_by_prompt,
-                shard_size=p.describe.shard_size, params={**p.describe.model_dump(exclude=RUN_KNOBS), "seed": p.seed, "code": code}, schema="describe",
+                shard_size=p.describe.shard_size, params=identity, schema="describe",
                 columns=None if vlm else PROMPT_COLUMNS, desc=f"describe {source}", threads=len(pool) if vlm else 1)
             print(f"describe {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed from a previous run")
             status = shards.read_dir(out_dir / source, columns=["status"])["status"]

@@ -46,11 +46,10 @@ def main(root: str | Path = ".") -> dict:
     files = {"taxonomy": _sha256(taxonomy_file), "fewshot": _sha256(fewshot_file),  # an edit redoes LLM shards
              "code": shards.code_fingerprint("label", root)}
     metrics: dict = {"taxonomy_version": taxonomy.version, "categories": len(taxonomy.categories)}
-    model = project.root / p.label.model if Path(p.label.model).parts[:1] == ("data",) else p.label.model
-    pool_cm = WorkerPool(lambda env: VllmWorker.for_labels(p, model, env), p.label.replicas,
-                                                        p.label.gpus_per_replica) if p.label.run_llm \
-        else nullcontext()
-    with pool_cm as pool:
+    model = project.model(p.label.model)
+    replicas = (WorkerPool(lambda env: VllmWorker.for_labels(p, model, env), p.label.replicas, p.label.gpus_per_replica)
+                if p.label.run_llm else nullcontext())
+    with replicas as pool:
         def on_replica(df: pd.DataFrame) -> pd.DataFrame:  # each shard borrows a free engine replica
             with pool.lease() as worker:
                 return label_llm(df, worker, p, taxonomy, fewshot_file)
@@ -67,8 +66,7 @@ def main(root: str | Path = ".") -> dict:
                     schema="llm_labels", columns=DESCRIPTION_COLUMNS, desc=f"label llm {source}", threads=len(pool))
                 print(f"label llm {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed")
                 llm = shards.read_dir(out_dir / "llm" / source, columns=["image_id", *LLM_COLUMNS])
-                labels = labels.merge(llm, on="image_id", how="left",
-                                      validate="one_to_one")
+                labels = labels.merge(llm, on="image_id", how="left", validate="one_to_one")
             else:
                 labels = labels.assign(**{c: None for c in LLM_COLUMNS})
             labels["styles"] = labels[f"{p.label.train_labeler}_styles"]

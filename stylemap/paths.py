@@ -62,5 +62,9 @@ class Project:
             return self.root / path
         return REPO / path
 
+    def model(self, name: str) -> str | Path:
+        """A model param: a project folder (`data/models/...`, made by a stage) as a Path, else a Hub id as is."""
+        return self.root / name if Path(name).parts[:1] == ("data",) else name
+
     def metrics(self, stage: str) -> Path:
         return self.root / METRICS / f"{stage}.json"

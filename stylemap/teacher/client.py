@@ -2,7 +2,7 @@
 
 vLLM pins its own torch, so it lives in .venv-vllm and runs as a child process (stylemap/teacher/worker.py)
 that this module feeds JSON-line batches; the pipeline's venv never imports vLLM. The engine starts once
-per stage run (`with VllmWorker.for_labels(p) as worker:`), and every shard reuses it.
+per stage run (`with VllmWorker.for_labels(p, model) as worker:`), and every shard reuses it.
 """
 from __future__ import annotations
 
@@ -59,11 +59,11 @@ class VllmWorker:
 
     @classmethod
     def for_labels(cls, p: Params, model: str | Path, env: dict | None = None) -> VllmWorker:
-        """An engine for label.model; `model` is that param resolved (a local folder, or a Hub id)."""
-        model = str(model)
-        if Path(p.label.model).parts[:1] == ("data",) and not (Path(model) / "config.json").exists():
+        """An engine for label.model; `model` is that param resolved (`Project.model`: a local folder as a Path,
+        which must hold a converted model, or a Hub id)."""
+        if isinstance(model, Path) and not (model / "config.json").exists():
             raise WorkerError(f"label.model {model} has no config.json: run `dvc repro convert_llm` first")
-        engine = {"structured_outputs_config": STRUCTURED, **p.label.engine, "model": model,
+        engine = {"structured_outputs_config": STRUCTURED, **p.label.engine, "model": str(model),
                   "max_model_len": p.label.max_model_len, "seed": p.seed}
         return cls(engine, timeout_s=p.label.timeout_s, retries=p.label.retries, env=env)
 
