@@ -8,7 +8,7 @@ import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_json
-from stylemap.model.prevalence import platform_summary, predict_platform
+from stylemap.model.prevalence import platform_summary, predict_platform, stack_summaries
 from stylemap.model.probe import load_probe
 from stylemap.params import for_stage
 
@@ -42,10 +42,8 @@ def main(root: str | Path = ".") -> dict:
     schemas.write("predict_rejects", pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("predict_rejects"),
                   out_dir / "rejects.parquet")
     project.path(paths.PLOTS).mkdir(exist_ok=True)
-    pd.concat(styles or [pd.DataFrame(columns=["platform", "style", "count", "share"])]) \
-        .to_csv(project.path(paths.PLATFORMS), index=False)
-    pd.concat(ambiguity or [pd.DataFrame(columns=["platform", "bin", "count", "share"])]) \
-        .to_csv(project.path(paths.AMBIGUITY), index=False)
+    stack_summaries(styles, "styles").to_csv(project.path(paths.PLATFORMS), index=False)
+    stack_summaries(ambiguity, "ambiguity").to_csv(project.path(paths.AMBIGUITY), index=False)
     write_json(project.metrics("predict"), metrics)
     return metrics
 

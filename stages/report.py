@@ -12,7 +12,7 @@ import pandas as pd
 
 from stylemap import entry, paths
 from stylemap.files import write_text_atomic
-from stylemap.model.prevalence import platform_summary
+from stylemap.model.prevalence import platform_summary, stack_summaries
 from stylemap.model.probe import load_classes
 from stylemap.params import for_stage
 from stylemap.report.render import report_html
@@ -43,8 +43,7 @@ def main(root: str | Path = ".") -> dict:
         encoder += f" {card['arch']}, pretrained={card['pretrained']}"
     note = (f"Profile {p.profile}; embeddings: {encoder}. Styles are the linear probe's top-1 predictions; "
             "ambiguity = entropy of the style probabilities / log(number of styles).")
-    page = report_html(p.platforms, summaries, pd.concat(styles) if styles else pd.DataFrame(columns=["platform", "style", "share"]),
-                       pd.concat(ambiguity) if ambiguity else pd.DataFrame(columns=["platform", "bin", "share"]),
+    page = report_html(p.platforms, summaries, stack_summaries(styles, "styles"), stack_summaries(ambiguity, "ambiguity"),
                        pngs, classes, note)
     write_text_atomic(project.path(paths.REPORT), page)
     return {"platforms": len(styles)}

@@ -55,7 +55,7 @@ def read_image_file(path: Path, max_bytes: int) -> bytes:
 
 
 def load_model(model_dir: str | Path):
-    """(encoder, W, b, classes, batch_size) from a train stage's output directory."""
+    """(encoder, W, b, classes) from a train stage's output directory."""
     model_dir = Path(model_dir)
     card_path = model_dir / "model_card.json"
     if not card_path.exists():
@@ -67,12 +67,12 @@ def load_model(model_dir: str | Path):
     encoder = build_encoder(**card["embedding"])
     if encoder.dim != weight.shape[1]:
         raise ValueError(f"{model_dir}: encoder {encoder.name} gives {encoder.dim} dimensions, the probe expects {weight.shape[1]}")
-    return encoder, weight, bias, classes, BATCH_SIZE
+    return encoder, weight, bias, classes
 
 
 def classify(files: list[Path], model, top_k: int, max_bytes: int = MAX_BYTES) -> list[dict]:
     """One result per file: {path, styles: [{style, prob}] (top_k, most probable first), error}."""
-    encoder, weight, bias, classes, batch_size = model
+    encoder, weight, bias, classes = model
     results = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start:start + CHUNK]
@@ -87,7 +87,7 @@ def classify(files: list[Path], model, top_k: int, max_bytes: int = MAX_BYTES) -
             except ValueError as err:
                 items.append((b"", -1))
                 read_errors.append(f"refused: {err}")
-        embeddings, errors = embed_images(encoder, items, batch_size=batch_size, workers=0)
+        embeddings, errors = embed_images(encoder, items, batch_size=BATCH_SIZE, workers=0)
         for f, vector, read_error, error in zip(chunk, embeddings, read_errors, errors):
             if vector is None:
                 results.append({"path": str(f), "styles": [], "error": read_error or error})

@@ -171,8 +171,8 @@ def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFr
     return kept, tally
 
 
-def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code: str = "") -> tuple[int, PartTally, int]:
-    """Draw, filter and write one source's shards into `out`, part by part.
+def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code: str) -> tuple[int, PartTally, int]:
+    """Draw, filter and write one source's shards into `out`, part by part (`code`: the stage's code fingerprint).
 
     Returns (rows drawn, their tally, files of the corpus outside its layout: ignored)."""
     corpus = Corpus(src)

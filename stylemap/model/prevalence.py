@@ -80,6 +80,13 @@ def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, classes: l
     return pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("predict_rejects")
 
 
+def stack_summaries(frames: list[pd.DataFrame], kind: str) -> pd.DataFrame:
+    """Per-platform style shares (`kind` "styles") or ambiguity histograms ("ambiguity") as one frame; with no
+    platform present, an empty frame with the same columns."""
+    columns = {"styles": ["platform", "style", "count", "share"], "ambiguity": ["platform", "bin", "count", "share"]}
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns[kind])
+
+
 def platform_summary(pred: pd.DataFrame, rejects: pd.DataFrame, classes: list[str], platform: str,
                      rows_in: int | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Flat metrics, style shares (platform, style, count, share) and ambiguity histogram (platform, bin, count, share)."""
