@@ -9,4 +9,5 @@ echo "== embed (stage vs bare forward vs naive loop; RSS at N and 10N)"; $py ben
 echo "== train from cached embeddings vs re-encoding every epoch"; $py bench/bench_train.py
 echo "== pipeline (partial vs full dvc repro; sample RSS at N and 10N)"; $py bench/bench_pipeline.py
 echo "== UMAP (10k vs 100k points)"; $py bench/bench_umap.py
+echo "== explorer (1M points: data size, first render, frame time panning)"; $py bench/bench_map.py
 echo "== vLLM teacher (label / describe images/s)"; $py bench/bench_labels.py

@@ -1,7 +1,8 @@
 """evaluate: the probe on the leak-free validation split, beside chance, K-means centroids and CLIP zero-shot.
 
 Writes flat metrics (metrics/evaluate.json), the confusion and per-class plots, per-image validation
-predictions with their ambiguity, and the human-readable model card.
+predictions (calibrated probabilities) with their ambiguity, the probe's temperature (calibration.json)
+and the human-readable model card.
 """
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def main(root: str | Path = ".") -> dict:
     metrics.update({f"split.{k}": v for k, v in card["split"].items()})
 
     write_json(project.metrics("evaluate"), metrics)
+    write_json(project.path(paths.CALIBRATION), {"temperature": result["temperature"], "val_images": len(y_val),
+                                                  "ece": metrics["ece"], "ece_calibrated": metrics["ece_calibrated"]})
     schemas.write("val_predictions", predictions_frame(val["image_id"], y_val, val_styles, result["probs"], classes,
                                                        p.evaluate.top_k), project.path(paths.VAL_PREDICTIONS))
     project.path(paths.PLOTS).mkdir(exist_ok=True)

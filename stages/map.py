@@ -1,25 +1,25 @@
 """map: a 2-D UMAP of every platform's images coloured by predicted style.
 
 Per platform: `data/map/<platform>.parquet` (image_id, x, y, top1), a PNG scatter `plots/map/<platform>.png`
-and an interactive explorer page `data/explore/<platform>.html` (DVC-cached, not in git). Per-platform
-files live in directories because optional platforms may be absent and DVC requires every declared out.
+and an interactive explorer folder `data/explore/<platform>/` (index.html + its data files, DVC-cached, not in
+git; served over http). Per-platform files live in directories because optional platforms may be absent and
+DVC requires every declared out.
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
-from stylemap.files import write_json, write_text_atomic
+from stylemap.files import write_json
 from stylemap.model.probe import load_classes
 from stylemap.params import for_stage
 from stylemap.rejects import Rejects
+from stylemap.report.explorer import DETAIL_POINTS, draw_order, read_details, write_explorer
 from stylemap.report.layout import embedding_batches, layout
-from stylemap.report.render import (HTML_DETAIL_POINTS, drawn_positions, explorer_data, explorer_html, read_details,
-                                    scatter_png)
+from stylemap.report.render import scatter_png
 
 MIN_POINTS = 3  # UMAP needs at least 2 neighbours per point; smaller platforms are counted as rejected
 
@@ -41,17 +41,13 @@ def map_platform(p, project: paths.Project, platform: str, classes: list[str]) -
     scatter_png(points, classes, f"{platform}: {len(points)} images (UMAP, fit on {fit['fit']})",
                 project.path(paths.MAP_PNG, f"{platform}.png"), p.seed)
 
-    shown = points.iloc[drawn_positions(len(points), p.seed)]
-    rng = np.random.default_rng(p.seed)
-    wanted = set(rng.choice(shown["image_id"].to_numpy(), size=min(HTML_DETAIL_POINTS, len(shown)), replace=False))
-    details = read_details(shards.shard_files(project.path(paths.SAMPLE, platform)), wanted)
-    out = project.path(paths.EXPLORE, f"{platform}.html")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, explorer_html(explorer_data(shown, details, classes, platform)))
+    shown = draw_order(points, p.seed)
+    details = read_details(shards.shard_files(project.path(paths.SAMPLE, platform)),
+                           set(shown["image_id"].iloc[:DETAIL_POINTS]))
+    counts = write_explorer(project.path(paths.EXPLORE, platform), shown, details, classes, platform)
     metrics.update({**Rejects(kept=len(points)).report(len(pred), platform), f"{platform}.fit": fit["fit"],
                     f"{platform}.transformed": fit["transformed"], f"{platform}.trustworthiness": fit["trustworthiness"],
-                    f"{platform}.explorer_points": len(shown), f"{platform}.explorer_details": len(details),
-                    f"{platform}.thumbnails_failed": int(details["thumb"].isna().sum())})
+                    **{f"{platform}.{k}": v for k, v in counts.items()}})
     return metrics
 
 

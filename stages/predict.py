@@ -1,4 +1,7 @@
-"""predict: apply the trained style probe to every platform's images; shares, confidence and ambiguity per platform."""
+"""predict: apply the calibrated style probe to every platform's images; shares, confidence and ambiguity per platform.
+
+The shares here are classify-and-count (argmax per image); the quantify stage adjusts them for the probe's errors.
+"""
 from __future__ import annotations
 
 import shutil
@@ -9,7 +12,7 @@ import pandas as pd
 from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_json
 from stylemap.model.prevalence import platform_summary, predict_platform, stack_summaries
-from stylemap.model.probe import load_probe
+from stylemap.model.probe import load_probe, load_temperature
 from stylemap.params import for_stage
 
 
@@ -17,6 +20,7 @@ def main(root: str | Path = ".") -> dict:
     p = for_stage("predict", root)
     project = paths.Project(root)
     W, b, classes = load_probe(project.path(paths.MODEL))
+    temperature = load_temperature(project.path(paths.MODEL))
     out_dir = project.path(paths.PREDICT)
     shutil.rmtree(out_dir, ignore_errors=True)  # no stale file of a platform that is now absent
     metrics: dict = {"platforms_present": 0, "platforms_absent": 0}
@@ -31,7 +35,7 @@ def main(root: str | Path = ".") -> dict:
             metrics[f"{platform}.absent"] = True
             continue
         out = out_dir / f"{platform}.parquet"
-        rejected = predict_platform(files, W, b, classes, out, platform)
+        rejected = predict_platform(files, W, b, temperature, classes, out, platform)
         pred = pd.read_parquet(out, columns=["top1", "confidence", "entropy", "ambiguity", "cross_entropy_uniform"])
         m, s, a = platform_summary(pred, rejected, classes, platform, rows_in=shards.count_rows(files))
         metrics["platforms_present"] += 1

@@ -1,10 +1,13 @@
-"""report: one page comparing the platforms (shares, ambiguity, map), built from data outputs only.
+"""report: one page comparing the platforms, built from data outputs only.
 
-Reads each platform's predictions (data/predict), their rejects and the map PNGs; it never reads another
-stage's metrics files, so the page is exactly what the data says.
+Per platform: adjusted style shares with intervals beside classify-and-count (quantify), the shift
+warning (quantify), ambiguity (predict) and the map PNG (map); then the differences between platforms
+(quantify) and the label audit (audit). It never reads another stage's metrics files, so the page is
+exactly what the data says.
 """
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -15,7 +18,16 @@ from stylemap.files import write_text_atomic
 from stylemap.model.prevalence import platform_summary, stack_summaries
 from stylemap.model.probe import load_classes
 from stylemap.params import for_stage
-from stylemap.report.render import report_html
+from stylemap.report.page import Inputs, report_html
+
+
+def review_rows(review_dir: Path) -> pd.DataFrame:
+    """audit's most suspect images with their thumbnails as data URIs (the page stays one file)."""
+    index = pd.read_csv(review_dir / "index.csv", keep_default_na=False)
+    thumbs = [("data:image/jpeg;base64," + base64.b64encode((review_dir / name).read_bytes()).decode()) if name else None
+              for name in index["thumb"]]
+    return pd.DataFrame({"image_id": index["image_id"], "given": index["label"], "suggested": index["suggested"],
+                         "quality": index["quality"].astype(float), "thumb": thumbs})
 
 
 def main(root: str | Path = ".") -> dict:
@@ -25,15 +37,14 @@ def main(root: str | Path = ".") -> dict:
     card = json.loads(project.path(paths.MODEL_CARD_JSON).read_text())["embedding"]
     rejects = pd.read_parquet(project.path(paths.PREDICT, "rejects.parquet"))
     summaries: dict = {}
-    styles, ambiguity, pngs = [], [], {}
+    ambiguity, pngs = [], {}
     for platform in p.platforms:
         predictions = project.path(paths.PREDICT, f"{platform}.parquet")
         if not predictions.exists():
             continue
         pred = pd.read_parquet(predictions, columns=["top1", "confidence", "entropy", "ambiguity", "cross_entropy_uniform"])
-        m, s, a = platform_summary(pred, rejects[rejects["platform"] == platform], classes, platform)
+        m, _, a = platform_summary(pred, rejects[rejects["platform"] == platform], classes, platform)
         summaries.update(m)
-        styles.append(s)
         ambiguity.append(a)
         png = project.path(paths.MAP_PNG, f"{platform}.png")
         if png.exists():
@@ -41,12 +52,19 @@ def main(root: str | Path = ".") -> dict:
     encoder = card["backend"]
     if encoder == "open_clip":
         encoder += f" {card['arch']}, pretrained={card['pretrained']}"
-    note = (f"Profile {p.profile}; embeddings: {encoder}. Styles are the linear probe's top-1 predictions; "
+    note = (f"Profile {p.profile}; embeddings: {encoder}. Shares are prevalence estimates corrected for the probe's "
+            "errors (QuaPy; method chosen by its error on artificial prevalences) with 95% bootstrap intervals; "
             "ambiguity = entropy of the style probabilities / log(number of styles).")
-    page = report_html(p.platforms, summaries, stack_summaries(styles, "styles"), stack_summaries(ambiguity, "ambiguity"),
-                       pngs, classes, note)
+    page = report_html(Inputs(
+        platforms=p.platforms, classes=classes, summaries=summaries, ambiguity=stack_summaries(ambiguity, "ambiguity"),
+        prevalence=pd.read_csv(project.path(paths.PREVALENCE)),
+        differences=pd.read_csv(project.path(paths.PREVALENCE_DIFFERENCES)),
+        shift=pd.read_csv(project.path(paths.SHIFT)),
+        calibration=json.loads(project.path(paths.CALIBRATION).read_text()),
+        review=review_rows(project.path(paths.AUDIT_REVIEW)), noise=pd.read_csv(project.path(paths.LABEL_NOISE)),
+        pngs=pngs, note=note))
     write_text_atomic(project.path(paths.REPORT), page)
-    return {"platforms": len(styles)}
+    return {"platforms": len(ambiguity)}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The model directory is self-describing: model_card.json says which embedding backend the probe
 was trained on, and the encoder is built by the same `load_encoder` the pipeline uses, so the CLI
-cannot embed differently from training. A file that cannot be read or decoded is reported on
+cannot embed differently from training; probabilities are calibrated with evaluate's temperature
+(calibration.json), as the pipeline's predict stage reports them. A file that cannot be read or decoded is reported on
 stderr and skipped; the exit status is non-zero only when no file could be classified (1), or when the
 model directory or an option is unusable (2, with one line saying why, before any work).
 Only regular files are opened (a named pipe would block), and none larger than --max-bytes.
@@ -20,7 +21,7 @@ from PIL import features
 
 from stylemap.model.embedding import embed_images
 from stylemap.model.encoders import build_encoder
-from stylemap.model.probe import load_probe, predict_proba
+from stylemap.model.probe import load_probe, load_temperature, predict_proba
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff",
                   *([".avif"] if features.check_module("avif") else [])}
@@ -55,7 +56,7 @@ def read_image_file(path: Path, max_bytes: int) -> bytes:
 
 
 def load_model(model_dir: str | Path):
-    """(encoder, W, b, classes) from a train stage's output directory."""
+    """(encoder, W, b, temperature, classes) from the train and evaluate stages' output directory."""
     model_dir = Path(model_dir)
     card_path = model_dir / "model_card.json"
     if not card_path.exists():
@@ -64,15 +65,16 @@ def load_model(model_dir: str | Path):
     if not isinstance(card, dict) or not isinstance(card.get("embedding"), dict):
         raise ValueError(f"{card_path} has no `embedding` entry: it was not written by the train stage")
     weight, bias, classes = load_probe(model_dir)
+    temperature = load_temperature(model_dir)
     encoder = build_encoder(**card["embedding"])
     if encoder.dim != weight.shape[1]:
         raise ValueError(f"{model_dir}: encoder {encoder.name} gives {encoder.dim} dimensions, the probe expects {weight.shape[1]}")
-    return encoder, weight, bias, classes
+    return encoder, weight, bias, temperature, classes
 
 
 def classify(files: list[Path], model, top_k: int, max_bytes: int = MAX_BYTES) -> list[dict]:
     """One result per file: {path, styles: [{style, prob}] (top_k, most probable first), error}."""
-    encoder, weight, bias, classes = model
+    encoder, weight, bias, temperature, classes = model
     results = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start:start + CHUNK]
@@ -92,7 +94,7 @@ def classify(files: list[Path], model, top_k: int, max_bytes: int = MAX_BYTES) -
             if vector is None:
                 results.append({"path": str(f), "styles": [], "error": read_error or error})
                 continue
-            probs = predict_proba(vector[None, :], weight, bias)[0]
+            probs = predict_proba(vector[None, :], weight, bias, temperature)[0]
             top = np.argsort(-probs, kind="stable")[:top_k]
             results.append({"path": str(f), "error": "",
                             "styles": [{"style": classes[i], "prob": round(float(probs[i]), 4)} for i in top]})

@@ -171,6 +171,32 @@ class Evaluate(Strict):
     zero_shot_templates: list[str] = Field(min_length=1)
 
 
+class Audit(Strict):
+    """Label audit: cleanlab on out-of-fold probe probabilities, and the review set of suspect images."""
+
+    folds: int = Field(ge=2)  # cross-fitting folds (grouped by prompt) for out-of-fold probabilities
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]
+    review_top: int = Field(ge=0)  # most suspect images given a thumbnail for review
+    thumb_side: int = Field(ge=16, le=1024)  # thumbnail side in pixels
+
+
+class Quantify(Strict):
+    methods: list[Literal["cc", "pcc", "acc", "pacc", "emq"]] = Field(min_length=1)  # ties: the first listed wins
+    app_folds: int = Field(ge=2)  # held-out folds of the validation split for the prevalence protocol
+    app_sample_size: int = Field(ge=1)
+    app_repeats: int = Field(ge=1)  # prevalence vectors per fold
+    bootstrap: int = Field(ge=2)  # replicates behind each interval
+    confidence: float = Field(gt=0, lt=1)
+    shift_rows: int = Field(ge=2)  # embeddings per side in the MMD² shift measure
+    shift_factor: float = Field(ge=1)  # a platform's MMD² above this many times the validation split's warns
+
+    @model_validator(mode="after")
+    def _cc_listed(self):
+        if "cc" not in self.methods:
+            raise ValueError("quantify.methods must list cc: the report shows classify-and-count beside the adjusted shares")
+        return self
+
+
 class Map(Strict):
     n_neighbors: int = Field(ge=2)
     min_dist: float = Field(ge=0)
@@ -191,6 +217,8 @@ class Params(Strict):
     embed: Embed
     train: Train
     evaluate: Evaluate
+    audit: Audit
+    quantify: Quantify
     map: Map
 
     @model_validator(mode="after")

@@ -60,6 +60,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "val_predictions": pa.schema([
         _key("image_id"), _key("label"), _key("styles", string_list), _key("predicted"), _key("correct", pa.bool_()),
         _key("topk", string_list), _key("topk_prob", pa.list_(pa.float32())),
+        _key("probs", pa.list_(pa.float32())),  # calibrated distribution, classes.json order: quantify's fit data
         _key("entropy", pa.float64()), _key("cross_entropy_uniform", pa.float64()),
     ]),
     "predictions": pa.schema([
@@ -71,6 +72,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         _key("cross_entropy_uniform", pa.float64()),  # H(uniform, p), nats: the style-ambiguity paper's score
     ]),
     "predict_rejects": pa.schema([_key("platform"), _key("image_id"), _key("aug_seed", pa.int64()), _key("reason")]),
+    "label_issues": pa.schema([  # audited training images, most suspect label first
+        _key("image_id"), _key("label"), _key("suggested"),  # given label; the out-of-fold probe's top class
+        _key("suggested_prob", pa.float64()),
+        _key("quality", pa.float64()),  # cleanlab label-quality score (self-confidence: p(given label)), in [0, 1]
+        _key("issue", pa.bool_()),  # flagged by cleanlab.filter.find_label_issues
+    ]),
     "map": pa.schema([_key("image_id"), _key("x", pa.float32()), _key("y", pa.float32()), _key("top1")]),
 }
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from stages import embed, train
+from stages import embed, evaluate, train
 from stylemap import cli
 from stylemap.params import REPO
 from stylemap.testing import draw, make_project
@@ -21,6 +21,7 @@ def model_dir(tmp_path_factory):
     make_project(root, per_style=12, n_augmented=4, overrides={"train.epochs": 80})
     embed.main(root)
     train.main(root)
+    evaluate.main(root)
     return root / "data/model"
 
 
@@ -91,7 +92,7 @@ def test_special_and_oversized_files_are_refused_unread(model_dir, images, tmp_p
     assert jfif not in skipped  # .jfif (JPEG) is an image suffix
 
 
-@pytest.mark.parametrize("fault", ["card_without_embedding", "truncated_probe", "missing_weights"])
+@pytest.mark.parametrize("fault", ["card_without_embedding", "truncated_probe", "missing_weights", "missing_calibration"])
 def test_model_directory_faults_exit_2_with_one_line(model_dir, images, tmp_path, capsys, fault):
     import shutil
 
@@ -102,6 +103,8 @@ def test_model_directory_faults_exit_2_with_one_line(model_dir, images, tmp_path
     elif fault == "truncated_probe":
         probe = broken / "probe.safetensors"
         probe.write_bytes(probe.read_bytes()[:100])
+    elif fault == "missing_calibration":
+        (broken / "calibration.json").unlink()
     else:
         (broken / "probe.safetensors").unlink()
     assert cli.main(["predict", str(images), "--model-dir", str(broken)]) == 2

@@ -9,6 +9,9 @@ precision/recall/F1 and calibration (ECE), next to
   an image gets the class of its nearest centroid (what the embedding alone separates, no training);
 - CLIP zero-shot: image-text similarity to each category name in `evaluate.zero_shot_templates`,
   available only when the encoder has a text tower (`zero_shot.available` says which).
+
+It also fits the temperature that calibrates the probe (stylemap.model.calibration): ECE before, and
+after on held-out halves, go in the metrics; predict applies the temperature fitted on all of validation.
 """
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ from scipy.special import softmax
 from sklearn.cluster import KMeans
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from stylemap.model.probe import ambiguity, predict_proba
+from stylemap.model.calibration import cross_fitted_ece, expected_calibration_error, fit_temperature
+from stylemap.model.probe import ambiguity, logits
 from stylemap.params import Evaluate
+
 CLIP_LOGIT_SCALE = 100.0  # CLIP's learned temperature saturates at 100; only calibration depends on it
 
 
@@ -47,16 +52,6 @@ def per_class_table(y: np.ndarray, probs: np.ndarray, classes: list[str], k: int
     recall_at_k = [float(in_top_k[y == c].mean()) if (y == c).any() else 0.0 for c in range(len(classes))]
     return pd.DataFrame({"class": classes, "precision": precision, "recall": recall, "f1": f1,
                          f"recall_at_{k}": recall_at_k, "support": support})
-
-
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    gaps = [abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).mean()
-            for b in range(bins) if (which == b).any()]
-    return float(np.sum(gaps))
 
 
 # ---------- baselines ----------
@@ -87,14 +82,17 @@ def zero_shot_logits(encode_text, classes: list[str], templates: list[str], x: n
 
 def evaluate(x_val: np.ndarray, y_val: np.ndarray, styles: list[list[int]], x_train: np.ndarray, y_train: np.ndarray,
              weight: np.ndarray, bias: np.ndarray, classes: list[str], e: Evaluate, seed: int, encoder) -> dict:
-    """Pure core: arrays in; metrics, per-class table, per-image probabilities and notes out."""
+    """Pure core: arrays in; metrics, per-class table, calibrated per-image probabilities, temperature and notes out."""
     n = len(classes)
-    if not len(y_val):
-        raise ValueError("evaluate: the validation split is empty")
-    probs = predict_proba(x_val, weight, bias)
+    if len(y_val) < 2:
+        raise ValueError(f"evaluate: the validation split holds {len(y_val)} image(s); calibration needs at least 2")
+    raw = logits(x_val, weight, bias)
+    temperature = round(fit_temperature(raw, y_val), 6)  # as written to calibration.json, which predict applies
+    probs = softmax(raw / temperature, axis=1)  # same argmax as the raw probe: accuracy metrics do not change
     table = per_class_table(y_val, probs, classes, e.top_k)
     metrics = {**scores_metrics("", probs, y_val, styles, e.top_k),
-               "ece": expected_calibration_error(probs, y_val, e.ece_bins),
+               "ece": expected_calibration_error(softmax(raw, axis=1), y_val, e.ece_bins),
+               "ece_calibrated": cross_fitted_ece(raw, y_val, e.ece_bins, seed), "temperature": temperature,
                "n_classes": n, "val_images": len(y_val),
                "chance.uniform_top1": 1.0 / n, f"chance.uniform_top{e.top_k}": min(e.top_k, n) / n,
                "chance.majority": float(np.bincount(y_val, minlength=n).max() / len(y_val))}
@@ -106,12 +104,12 @@ def evaluate(x_val: np.ndarray, y_val: np.ndarray, styles: list[list[int]], x_tr
         metrics["zero_shot.available"] = 0
         notes = {"zero_shot": f"unavailable: encoder {encoder.name!r} has no text tower"}
     else:
-        logits = zero_shot_logits(encoder.encode_text, classes, e.zero_shot_templates, x_val)
+        text_logits = zero_shot_logits(encoder.encode_text, classes, e.zero_shot_templates, x_val)
         metrics["zero_shot.available"] = 1
-        metrics.update(scores_metrics("zero_shot.", logits, y_val, styles, e.top_k))
-        metrics["zero_shot.ece"] = expected_calibration_error(softmax(logits, axis=1), y_val, e.ece_bins)
+        metrics.update(scores_metrics("zero_shot.", text_logits, y_val, styles, e.top_k))
+        metrics["zero_shot.ece"] = expected_calibration_error(softmax(text_logits, axis=1), y_val, e.ece_bins)
         notes = {"zero_shot": f"text centroids of templates {e.zero_shot_templates} over {n} category names"}
-    return {"metrics": metrics, "per_class": table, "probs": probs, "notes": notes}
+    return {"metrics": metrics, "per_class": table, "probs": probs, "temperature": temperature, "notes": notes}
 
 
 def predictions_frame(image_ids, y: np.ndarray, styles: list[list[str]], probs: np.ndarray, classes: list[str],
@@ -125,6 +123,7 @@ def predictions_frame(image_ids, y: np.ndarray, styles: list[list[str]], probs: 
         "predicted": names[top[:, 0]], "correct": top[:, 0] == y,
         "topk": [list(names[row]) for row in top],
         "topk_prob": list(np.take_along_axis(probs, top, axis=1).astype(np.float32)),
+        "probs": list(probs.astype(np.float32)),
         "entropy": entropy, "cross_entropy_uniform": cross_entropy,
     })
 
@@ -156,7 +155,8 @@ weight decay {card['probe']['weight_decay']}, seed {card['probe']['seed']}.
 
 ## Validation results
 Top-{k} counts a hit when any of the image's styles is among the {k} most probable. Majority-class
-rate: {metrics['chance.majority']:.3f}. Expected calibration error: {metrics['ece']:.3f}.
+rate: {metrics['chance.majority']:.3f}. Expected calibration error: {metrics['ece']:.3f} raw,
+{metrics['ece_calibrated']:.3f} after temperature scaling (T = {metrics['temperature']:.3f}, scored on held-out halves).
 Zero-shot: {notes['zero_shot']}.
 
 {table}

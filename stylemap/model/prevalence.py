@@ -24,7 +24,7 @@ from stylemap.rejects import Rejects
 AMBIGUITY_BINS = 20  # equal-width bins of ambiguity over [0, 1] in plots/ambiguity.csv
 BATCH_ROWS = 4096  # embeddings held in memory at once
 
-def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, classes: list[str],
+def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature: float, classes: list[str],
                   seen: set[str], platform: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions for the original images of one batch, and the rows rejected with their reason.
 
@@ -58,10 +58,10 @@ def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, classes: li
     rejects = pd.DataFrame({"platform": platform, "image_id": batch["image_id"].to_numpy()[~keep],
                             "aug_seed": batch["aug_seed"].to_numpy()[~keep], "reason": reasons[~keep].astype(str)},
                            columns=schemas.SCHEMAS["predict_rejects"].names)
-    return describe_probs(batch["image_id"].to_numpy()[keep], predict_proba(vectors[keep], W, b), classes), rejects
+    return describe_probs(batch["image_id"].to_numpy()[keep], predict_proba(vectors[keep], W, b, temperature), classes), rejects
 
 
-def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, classes: list[str],
+def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, temperature: float, classes: list[str],
                      out_path: Path, platform: str) -> pd.DataFrame:
     """Stream a platform's embed shards into out_path (atomically); returns the rejects."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,13 +71,19 @@ def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, classes: l
     with pq.ParquetWriter(tmp, schemas.SCHEMAS["predictions"]) as writer, \
             tqdm(total=shards.count_rows(files), desc=f"predict {platform}", unit="img", dynamic_ncols=True) as bar:
         for table in shards.iter_batches(files, BATCH_ROWS, columns=["image_id", "aug_seed", "embedding"]):
-            kept, rejected = predict_batch(table.to_pandas(), W, b, classes, seen, platform)
+            kept, rejected = predict_batch(table.to_pandas(), W, b, temperature, classes, seen, platform)
             if len(kept):
                 writer.write_table(schemas.to_table("predictions", kept))
             rejects.append(rejected)
             bar.update(table.num_rows)
     os.replace(tmp, out_path)
     return pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("predict_rejects")
+
+
+def read_probs(path: Path) -> np.ndarray:
+    """The `probs` column of a predictions file as one float64 matrix, without a Python object per row."""
+    column = pq.read_table(path, columns=["probs"]).column("probs").combine_chunks()
+    return column.flatten().to_numpy().astype(np.float64).reshape(len(column), -1)
 
 
 def stack_summaries(frames: list[pd.DataFrame], kind: str) -> pd.DataFrame:

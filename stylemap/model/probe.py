@@ -92,11 +92,25 @@ def load_probe(model_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]
     return W, b, classes
 
 
-def predict_proba(emb: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """softmax(x @ W.T + b) with x the L2-normalised embedding (re-normalising is a no-op for embed's output)."""
+def logits(emb: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x @ W.T + b with x the L2-normalised embedding (re-normalising is a no-op for embed's output)."""
     x = np.asarray(emb, dtype=np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return softmax(x @ np.asarray(W, np.float64).T + np.asarray(b, np.float64), axis=1)
+    return x @ np.asarray(W, np.float64).T + np.asarray(b, np.float64)
+
+
+def predict_proba(emb: np.ndarray, W: np.ndarray, b: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / T): T = 1 is the raw probe, evaluate's fitted T its calibrated probabilities."""
+    return softmax(logits(emb, W, b) / temperature, axis=1)
+
+
+def load_temperature(model_dir: str | Path) -> float:
+    """The temperature evaluate fitted on the validation split (data/model/calibration.json)."""
+    path = Path(model_dir) / "calibration.json"
+    temperature = json.loads(path.read_text())["temperature"]
+    if not isinstance(temperature, float) or not temperature > 0:
+        raise ValueError(f"{path}: temperature must be a positive number, got {temperature!r}")
+    return temperature
 
 
 def ambiguity(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,15 @@ def near_duplicates(query: np.ndarray, reference: np.ndarray, max_distance: int)
     return hit
 
 
+def prompt_groups(rows: pd.DataFrame) -> pd.Series:
+    """Group key per row (image_id, prompt): the prompt, case and spacing normalised; no prompt: the image itself.
+
+    Augmented copies carry their source's prompt, so they always fall in their source image's group.
+    """
+    prompts = rows["prompt"].fillna("").str.lower().str.split().str.join(" ")
+    return prompts.where(prompts != "", rows["image_id"])
+
+
 def split_rows(rows: pd.DataFrame, val_fraction: float, dedup_hamming: int, seed: int) -> tuple[pd.Series, dict]:
     """rows (image_id, aug_seed, prompt, phash) -> split per row and counts.
 
@@ -53,8 +62,7 @@ def split_rows(rows: pd.DataFrame, val_fraction: float, dedup_hamming: int, seed
     or `augmented_of_val` (augmented copy of a validation image: in neither set).
     """
     original = rows["aug_seed"] < 0
-    prompts = rows["prompt"].fillna("").str.lower().str.split().str.join(" ")
-    groups = prompts.where(prompts != "", rows["image_id"])  # no prompt: the image is its own group
+    groups = prompt_groups(rows)
     originals = rows[original]
     n_groups = groups[original].nunique()
     if n_groups < 2:

@@ -27,14 +27,6 @@ def test_per_class_recall_at_k():
     assert table.loc["c", "recall_at_2"] == 1.0 and table.loc["c", "support"] == 1
 
 
-def test_expected_calibration_error():
-    y = np.array([0, 0, 0, 1])
-    probs = np.array([[0.75, 0.25]] * 4)  # 75 % confident, 75 % right: calibrated
-    assert evaluate.expected_calibration_error(probs, y, 10) == pytest.approx(0.0)
-    overconfident = np.array([[0.95, 0.05]] * 4)
-    assert evaluate.expected_calibration_error(overconfident, y, 10) == pytest.approx(0.2)
-
-
 def test_ambiguity_extremes():
     entropy, cross = ambiguity(np.array([[0.25] * 4, [1.0, 0.0, 0.0, 0.0]]))
     assert entropy[0] == pytest.approx(np.log(4)) and cross[0] == pytest.approx(np.log(4))

@@ -26,10 +26,11 @@ def params(root: Path, platforms=("demo", "horde"), horde_optional=True):
     return write_params(root, replace={"sources": sources, "platforms": list(platforms)})
 
 
-def write_probe(root: Path, W=W, b=B, classes=CLASSES) -> None:
+def write_probe(root: Path, W=W, b=B, classes=CLASSES, temperature=2.0) -> None:
     (root / "data/model").mkdir(parents=True, exist_ok=True)
     save_file({"weight": W, "bias": b}, str(root / "data/model/probe.safetensors"))
     (root / "data/model/classes.json").write_text(json.dumps(classes))
+    (root / "data/model/calibration.json").write_text(json.dumps({"temperature": temperature}))
 
 
 def embed_rows(ids, vectors, aug_seed=-1) -> pd.DataFrame:
@@ -67,7 +68,7 @@ def test_predict_batch_rejects_with_reasons_and_reconciles():
         embed_rows(["s/a"], [[1, 0, 0, 0]], aug_seed=3),
     ], ignore_index=True)
     seen: set[str] = set()
-    kept, rejects = predict.predict_batch(batch, W, B, CLASSES, seen, "s")
+    kept, rejects = predict.predict_batch(batch, W, B, 1.0, CLASSES, seen, "s")
     assert kept["image_id"].tolist() == ["s/a", "s/b"]
     assert kept["top1"].tolist() == ["anime", "oil_painting"]
     assert list(zip(rejects["image_id"], rejects["reason"])) == [
@@ -78,7 +79,7 @@ def test_predict_batch_rejects_with_reasons_and_reconciles():
 
 def test_wrong_embedding_dim_is_an_error_naming_the_image():
     with pytest.raises(ValueError, match=r"'s/x' has 5 values, the probe expects 4"):
-        predict.predict_batch(embed_rows(["s/x"], [[1, 0, 0, 0, 0]]), W, B, CLASSES, set(), "s")
+        predict.predict_batch(embed_rows(["s/x"], [[1, 0, 0, 0, 0]]), W, B, 1.0, CLASSES, set(), "s")
 
 
 def test_load_probe_roundtrip_and_mismatch(tmp_path):
@@ -114,8 +115,8 @@ def test_main_streams_shards_and_reports_absent_platform(tmp_path, monkeypatch):
     assert metrics["demo.rejected.augmented"] == 1 and metrics["demo.rejected.bad_embedding"] == 1
     assert metrics["demo.share.anime"] == pytest.approx(6 / 9)  # the uniform demo/8 ties: first class wins
     assert metrics["demo.share.photo"] == pytest.approx(3 / 9)
-    e2 = np.exp(2.0)
-    clear = e2 / (e2 + 2)  # confidence of a one-hot image; demo/8 (axis 3) is uniform: 1/3
+    e1 = np.exp(2.0 / 2.0)  # logit 2 of a one-hot image at the calibration's temperature 2
+    clear = e1 / (e1 + 2)  # confidence of a one-hot image; demo/8 (axis 3) is uniform: 1/3
     assert metrics["demo.mean_confidence"] == pytest.approx((8 * clear + 1 / 3) / 9)
     assert json.loads((tmp_path / "metrics/predict.json").read_text()) == pytest.approx(json.loads(json.dumps(metrics)), abs=1e-6)
 

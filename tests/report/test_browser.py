@@ -1,94 +1,148 @@
-"""The interactive explorer in a real headless browser: it draws every point, filters, shows a card, no JS errors.
+"""The explorer in a real headless browser over http: every point drawn, style filter, hover card, prompt search.
 
-Needs Debian's chromium at /usr/bin/chromium (installed by the setup script); skipped without it.
-The page records uncaught errors and console.error calls into <html data-errors>, and sets
-<body data-points-drawn> after drawing, so `--dump-dom` shows both.
+Playwright drives Debian's chromium at /usr/bin/chromium (installed by .ci/setup; skipped without it), and the
+folders are served by python's http.server, as a user serves data/explore. The page records uncaught errors and
+console.error calls into <html data-errors> and sets <body data-points-drawn> once it has drawn.
 """
 from __future__ import annotations
 
 import io
-import re
-import subprocess
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from stylemap.report import render as stylemap
+from stylemap.report import browser, explorer
+from stylemap.report.render import style_colors
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium not installed at /usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not browser.CHROMIUM.exists(), reason="chromium not installed at /usr/bin/chromium")
 CLASSES = ["anime", "oil_painting", "photo", "pixel_art", "watercolor"]
+COLORS = dict(zip(CLASSES, style_colors(CLASSES)))
 N = 3000
-
-
-def dump_dom(url: str, profile: Path) -> tuple[str, str]:
-    """(DOM after scripts ran, browser stderr) of a page loaded offline in headless chromium."""
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-           "--window-size=1200,800", "--dump-dom", url]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, done.stderr
-
-
-def attribute(dom: str, name: str) -> str | None:
-    match = re.search(rf'{name}="([^"]*)"', dom)
-    return match.group(1) if match else None
+PROMPT = 'a "quoted" <b>castle</b> & moon'
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+def site(tmp_path_factory):
+    """Two explorer folders (p: N points, broken: its x/y file truncated), served over http; the points frame."""
     rng = np.random.default_rng(0)
-    top = [list(rng.permutation(CLASSES)[:3]) for _ in range(N)]
-    points = pd.DataFrame({"image_id": [f"p/{i}" for i in range(N)], "x": rng.normal(size=N), "y": rng.normal(size=N),
-                           "top3": top, "top3_prob": [[0.7, 0.2, 0.1]] * N})
+    xy = rng.normal(size=(N, 2))
+    xy[7] = (6, 6)  # alone in a corner, so hovering it finds no other point
+    points = pd.DataFrame({"image_id": [f"p/{i}" for i in range(N)], "x": xy[:, 0], "y": xy[:, 1],
+                           "top3": [list(rng.permutation(CLASSES)[:3]) for _ in range(N)],
+                           "top3_prob": [[0.7, 0.2, 0.1]] * N})
     buf = io.BytesIO()
     Image.new("RGB", (200, 150), (30, 120, 200)).save(buf, format="PNG")
-    details = pd.DataFrame({"image_id": ["p/7"], "prompt": ['a "quoted" <b>castle</b> & moon'],
-                            "thumb": [stylemap.thumbnail_uri(buf.getvalue())]})
-    path = tmp_path_factory.mktemp("explore") / "p.html"
-    path.write_text(stylemap.explorer_html(stylemap.explorer_data(points, details, CLASSES, "p")))
-    return path, points
+    details = pd.DataFrame({"image_id": ["p/7", "p/8", "p/9", "p/10"],
+                            "prompt": [PROMPT, "Castle on a hill", "sand castle", "a river"],
+                            "thumb": [explorer.thumbnail_jpeg(buf.getvalue()), None, None, None]})
+    root = tmp_path_factory.mktemp("explore")
+    explorer.write_explorer(root / "p", points, details, CLASSES, "p")
+    shutil.copytree(root / "p", root / "broken")
+    (root / "broken/xy.f32").write_bytes((root / "p/xy.f32").read_bytes()[:100])
+    with browser.serve(root) as url, browser.chromium() as chromium:
+        yield url, root, chromium, points
 
 
-def test_draws_every_point_without_errors(page, tmp_path):
-    path, _ = page
-    dom, log = dump_dom(path.as_uri(), tmp_path / "profile")
-    assert attribute(dom, "data-errors") == ""
-    assert "Uncaught" not in log
-    assert attribute(dom, "data-points-drawn") == str(N)
-    assert len(re.findall(r'<input type="checkbox"[^>]*data-class="\d+"', dom)) == len(CLASSES)  # one filter per style
+def open_page(site, path: str):
+    url, _, chromium, _ = site
+    page = chromium.new_page(viewport={"width": 1200, "height": 800})
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{url}/{path}")
+    page.wait_for_selector("body[data-points-drawn]", timeout=30_000)
+    return page, requests
 
 
-def test_style_filter_draws_only_chosen_styles(page, tmp_path):
-    path, points = page
-    dom, _ = dump_dom(path.as_uri() + "#styles=anime,photo", tmp_path / "profile")
-    expected = sum(t[0] in ("anime", "photo") for t in points["top3"])
+def attribute(page, selector: str, name: str) -> str | None:
+    return page.get_attribute(selector, name)
+
+
+def colour_pixels(page) -> dict[str, int]:
+    """Pixels of the map canvas painted exactly in each style's colour."""
+    image = np.asarray(Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB")).reshape(-1, 3)
+    packed = image[:, 0].astype(np.int64) << 16 | image[:, 1].astype(np.int64) << 8 | image[:, 2]
+    return {style: int((packed == int(color[1:], 16)).sum()) for style, color in COLORS.items()}
+
+
+def top1_count(points: pd.DataFrame, styles: set[str]) -> int:
+    return sum(t[0] in styles for t in points["top3"])
+
+
+def test_draws_every_point_without_errors_and_fetches_no_thumbnail(site):
+    page, requests = open_page(site, "p/index.html")
+    assert attribute(page, "html", "data-errors") == ""
+    assert attribute(page, "body", "data-points-drawn") == str(N)
+    assert page.text_content("#status") == f"{N} of {N} points shown"
+    assert page.locator("#filters input[type=checkbox]").count() == len(CLASSES)
+    swatches = page.eval_on_selector_all("#filters .swatch", "s => s.map(e => getComputedStyle(e).backgroundColor)")
+    assert swatches == [f"rgb({int(c[1:3], 16)}, {int(c[3:5], 16)}, {int(c[5:7], 16)})" for c in COLORS.values()]
+    assert all(count > 0 for count in colour_pixels(page).values())  # every style is on the canvas
+    assert not [r for r in requests if "/thumbs/" in r]  # thumbnails load on hover only
+    page.close()
+
+
+def test_style_filter_hides_styles(site):
+    points = site[3]
+    page, _ = open_page(site, "p/index.html?styles=anime,photo")
+    expected = top1_count(points, {"anime", "photo"})
     assert 0 < expected < N
-    assert attribute(dom, "data-points-drawn") == str(expected)
-    assert attribute(dom, "data-errors") == ""
+    assert attribute(page, "body", "data-points-drawn") == str(expected)
+    pixels = colour_pixels(page)
+    assert pixels["anime"] > 0 and pixels["photo"] > 0
+    assert pixels["oil_painting"] == pixels["pixel_art"] == pixels["watercolor"] == 0
+    page.uncheck("#filters input[data-class='2']")  # photo, from the legend
+    page.wait_for_function(f"document.body.dataset.pointsDrawn === '{top1_count(points, {'anime'})}'")
+    assert colour_pixels(page)["photo"] == 0
+    assert attribute(page, "html", "data-errors") == ""
+    page.close()
 
 
-def test_card_shows_thumbnail_prompt_and_top3(page, tmp_path):
-    path, points = page
-    dom, _ = dump_dom(path.as_uri() + "#point=7", tmp_path / "profile")
-    assert attribute(dom, "data-card") == "7"
-    card = dom.split('id="card"')[1].split("</div></div>")[0]
-    assert '<img src="data:image/jpeg;base64,' in card
-    assert "a \"quoted\" &lt;b&gt;castle&lt;/b&gt; &amp; moon" in card  # escaped, not injected
-    for style in points.loc[7, "top3"]:
-        assert style in card
-    assert attribute(dom, "data-errors") == ""
+def test_hover_shows_thumbnail_prompt_and_top3(site):
+    points = site[3]
+    page, requests = open_page(site, "p/index.html")
+    x, y = page.evaluate("explorer.getScreenPosition(7)")
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.wait_for_selector("body[data-card='7']", timeout=5_000)
+    card = page.locator("#card")
+    assert card.is_visible()
+    text = card.inner_text()
+    assert PROMPT in text and "&lt;b&gt;" in card.inner_html()  # shown as text, never as HTML
+    for style, prob in zip(points.loc[7, "top3"], ("0.70", "0.20", "0.10")):
+        assert f"{style} {prob}" in text
+    assert "p/7" in text
+    page.wait_for_function("document.querySelector('#card img').naturalWidth > 0")
+    assert page.get_attribute("#card img", "src") == "thumbs/7.jpg"
+    assert [r for r in requests if "/thumbs/" in r] == [f"{site[0]}/p/thumbs/7.jpg"]
+    page.close()
 
 
-def test_error_hook_reports_a_broken_page(page, tmp_path):
-    path, _ = page
-    broken = tmp_path / "broken.html"
-    broken.write_text(path.read_text().replace('"x":[', '"x":[oops', 1))
-    dom, _ = dump_dom(broken.as_uri(), tmp_path / "profile")
-    assert "JSON" in (attribute(dom, "data-errors") or "")
-    assert attribute(dom, "data-points-drawn") is None
+def test_search_selects_points_whose_prompt_matches(site):
+    page, _ = open_page(site, "p/index.html")
+    page.fill("#search", "castle")
+    page.wait_for_function("document.body.dataset.searchMatches === '3'")
+    assert sorted(page.evaluate("explorer.get('selectedPoints')")) == [7, 8, 9]
+    assert "3 of 4 prompts match" in page.text_content("#matches")
+    page.close()
+    page, _ = open_page(site, "p/index.html?q=RIVER")  # deep link, case-insensitive
+    assert attribute(page, "body", "data-search-matches") == "1"
+    assert page.evaluate("explorer.get('selectedPoints')") == [10]
+    page.close()
+
+
+@pytest.mark.parametrize("where", ["file", "broken"])
+def test_a_page_without_its_data_says_so(site, where):
+    url, root, chromium, _ = site
+    page = chromium.new_page()
+    page.goto((root / "p/index.html").as_uri() if where == "file" else f"{url}/broken/index.html")
+    page.wait_for_selector("#status.error", timeout=10_000)
+    message = page.text_content("#status")
+    assert "could not be shown" in message and "http.server" in message
+    if where == "broken":
+        assert "xy.f32 holds 25 values, expected 6000" in message
+    assert "explorer:" in attribute(page, "html", "data-errors")
+    assert attribute(page, "body", "data-points-drawn") is None
+    page.close()

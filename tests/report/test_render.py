@@ -1,7 +1,6 @@
-"""UMAP fit-on-sample + transform, the explorer page, and the map and report stages on a temporary project."""
+"""UMAP fit-on-sample + transform, the explorer folder, and the map and report stages on a temporary project."""
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
@@ -15,10 +14,11 @@ from safetensors.numpy import save_file
 from sklearn.neighbors import KNeighborsClassifier
 
 from stages import map as map_stage
-from stages import predict, report
+from stages import predict
 from stylemap.files import write_atomic
+from stylemap.report import explorer
 from stylemap.report import layout as layouts
-from stylemap.report import render as stylemap
+from stylemap.report.render import style_colors
 from stylemap.testing import write_params
 
 CLASSES = ["anime", "oil_painting", "photo", "pixel_art"]
@@ -59,13 +59,6 @@ def test_layout_names_missing_embeddings():
         layouts.layout(chunked(X, 16), 45, n_neighbors=5, min_dist=0.1, fit_sample=20, seed=0)
 
 
-def test_drawn_positions_cap_is_seeded_and_sorted():
-    a = stylemap.drawn_positions(1000, seed=1, max_points=50)
-    assert len(a) == 50 and len(set(a)) == 50 and (np.diff(a) > 0).all()
-    np.testing.assert_array_equal(a, stylemap.drawn_positions(1000, seed=1, max_points=50))
-    np.testing.assert_array_equal(stylemap.drawn_positions(7, seed=1, max_points=50), np.arange(7))
-
-
 def png_bytes(color, size=(160, 120)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, format="PNG")
@@ -73,27 +66,45 @@ def png_bytes(color, size=(160, 120)) -> bytes:
 
 
 def test_thumbnail_is_a_small_jpeg_or_none():
-    uri = stylemap.thumbnail_uri(png_bytes((200, 10, 10)))
-    im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
-    assert im.format == "JPEG" and max(im.size) == stylemap.THUMB_SIDE
-    assert stylemap.thumbnail_uri(b"not an image") is None
+    im = Image.open(io.BytesIO(explorer.thumbnail_jpeg(png_bytes((200, 10, 10)))))
+    assert im.format == "JPEG" and max(im.size) == explorer.THUMB_SIDE
+    assert explorer.thumbnail_jpeg(b"not an image") is None
 
 
-def explorer_json(page: str) -> dict:
-    return json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S).group(1))
+def read_folder(folder: Path) -> dict:
+    """An explorer folder's data files, decoded as the page decodes them."""
+    meta = json.loads((folder / "meta.json").read_text())
+    shape = (meta["n"], meta["k"])
+    return {"meta": meta, "xy": np.frombuffer((folder / "xy.f32").read_bytes(), "<f4").reshape(meta["n"], 2),
+            "top": np.frombuffer((folder / "top.u8").read_bytes(), np.uint8).reshape(shape),
+            "prob": np.frombuffer((folder / "prob.u8").read_bytes(), np.uint8).reshape(shape),
+            "details": json.loads((folder / "details.json").read_text())}
 
 
-def test_explorer_escapes_prompts_and_carries_every_point():
-    points = pd.DataFrame({"image_id": ["p/0", "p/1"], "x": [0.0, 1.0], "y": [1.0, 0.0],
+def test_explorer_folder_carries_every_point_as_binary_arrays(tmp_path):
+    points = pd.DataFrame({"image_id": ["p/0", "p/1"], "x": [0.0, 1.5], "y": [1.0, -2.25],
                            "top3": [["anime", "photo", "pixel_art"], ["photo", "anime", "pixel_art"]],
                            "top3_prob": [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1]]})
-    details = pd.DataFrame({"image_id": ["p/1"], "prompt": ["evil </script><script>alert(1)</script>"], "thumb": [None]})
-    page = stylemap.explorer_html(stylemap.explorer_data(points, details, CLASSES, "p"))
-    assert page.count("</script>") == 3  # the error hook, the data block and the app: the prompt cannot close one
-    data = explorer_json(page)
-    assert len(data["x"]) == 2 and data["top3"] == [[0, 2, 3], [2, 0, 3]]
-    assert data["detail"] == {"1": {"id": "p/1", "prompt": "evil </script><script>alert(1)</script>", "thumb": None}}
-    assert "http" not in page  # self-contained: no CDN, no network
+    details = pd.DataFrame({"image_id": ["p/1", "elsewhere/9"], "prompt": ["evil </script><script>alert(1)</script>", "x"],
+                            "thumb": [None, b"jpeg"]})
+    counts = explorer.write_explorer(tmp_path / "p", points, details, CLASSES, "p")
+    data = read_folder(tmp_path / "p")
+    assert data["meta"] == {"platform": "p", "classes": CLASSES, "colors": style_colors(CLASSES), "n": 2, "k": 3}
+    np.testing.assert_array_equal(data["xy"], [[0.0, 1.0], [1.5, -2.25]])
+    np.testing.assert_array_equal(data["top"], [[0, 2, 3], [2, 0, 3]])
+    np.testing.assert_array_equal(data["prob"], [[153, 76, 26], [128, 102, 26]])  # p * 255, rounded
+    assert data["details"] == {"index": [1], "id": ["p/1"], "prompt": ["evil </script><script>alert(1)</script>"], "thumb": [0]}
+    assert counts == {"explorer_points": 2, "explorer_details": 1, "explorer_thumbnails": 0, "thumbnails_failed": 1}
+    assert not any((tmp_path / "p/thumbs").iterdir())  # the detail of a point not on this map is dropped
+    page = (tmp_path / "p/index.html").read_text()
+    assert re.findall(r'(?:src|href)="([^"]*)"', page) == ["explorer.js"]  # no CDN: the script sits beside the page
+    assert (tmp_path / "p/explorer.js").read_bytes() == explorer.BUNDLE.read_bytes()
+
+
+def test_explorer_without_its_bundle_says_how_to_build_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(explorer, "BUNDLE", tmp_path / "dist/explorer.js")
+    with pytest.raises(FileNotFoundError, match="bash .ci/setup"):
+        explorer.write_explorer(tmp_path / "p", pd.DataFrame(), pd.DataFrame(), CLASSES, "p")
 
 
 def write_project_params(root: Path, n_neighbors=5, fit_sample=60):
@@ -109,6 +120,7 @@ def build_project(root: Path, n: int = 150) -> None:
     save_file({"weight": 4 * np.eye(4, DIM, dtype=np.float32), "bias": np.zeros(4, np.float32)},
               str(root / "data/model/probe.safetensors"))
     (root / "data/model/classes.json").write_text(json.dumps(CLASSES))
+    (root / "data/model/calibration.json").write_text(json.dumps({"temperature": 1.0}))  # predict's probe temperature
     embedding = {"backend": "style_stats", "arch": "", "pretrained": "", "dim": DIM, "name": "style_stats"}
     (root / "data/model/model_card.json").write_text(json.dumps({"embedding": embedding}))
     for platform, count in (("demo", n), ("tiny", 2)):
@@ -132,7 +144,6 @@ def mapped(tmp_path_factory):
     write_project_params(root)
     predict.main(root)
     metrics = map_stage.main(root)
-    report.main(root)
     first = pd.read_parquet(root / "data/map/demo.parquet")
     return root, metrics, first
 
@@ -153,24 +164,19 @@ def test_map_rows_metrics_and_pngs(mapped):
 
 
 def test_explorer_has_every_point_with_details(mapped):
-    root, metrics, _ = mapped
-    data = explorer_json((root / "data/explore/demo.html").read_text())
-    assert len(data["x"]) == len(data["top3"]) == 150 == metrics["demo.explorer_points"]
-    assert len(data["detail"]) == min(stylemap.HTML_DETAIL_POINTS, 150) == metrics["demo.explorer_details"]
-    one = data["detail"]["0"]
-    assert one["id"] == "demo/img0000.png" and one["prompt"] == "a anime picture number 0"
-    assert one["thumb"].startswith("data:image/jpeg;base64,")
-
-
-def test_report_compares_platforms(mapped):
-    root, _, _ = mapped
-    page = (root / "plots/report.html").read_text()
-    assert page.count("<section>") == 3
-    assert "data:image/png;base64," in page and 'href="../data/explore/demo.html"' in page
-    assert "absent" in page.split("<h2>horde</h2>")[1]
-    tiny = page.split("<h2>tiny</h2>")[1]
-    assert "no map (too few images)" in tiny and "explore/tiny.html" not in tiny
-    assert page.count("<tr><td>") == 2  # summary rows for the two present platforms
+    root, metrics, coords = mapped
+    data = read_folder(root / "data/explore/demo")
+    assert data["meta"]["n"] == len(data["xy"]) == len(data["top"]) == 150 == metrics["demo.explorer_points"]
+    assert len(data["details"]["index"]) == min(explorer.DETAIL_POINTS, 150) == metrics["demo.explorer_details"]
+    thumbs = sorted(int(f.stem) for f in (root / "data/explore/demo/thumbs").glob("*.jpg"))
+    assert thumbs == sorted(data["details"]["index"]) and len(thumbs) == metrics["demo.explorer_thumbnails"]
+    assert metrics["demo.thumbnails_failed"] == 0
+    assert (data["xy"] != coords[["x", "y"]].to_numpy(np.float32)).any()  # drawn in a seeded random order...
+    by_id = coords.set_index("image_id")
+    for i, image_id, prompt in zip(data["details"]["index"], data["details"]["id"], data["details"]["prompt"]):
+        np.testing.assert_array_equal(data["xy"][i], by_id.loc[image_id, ["x", "y"]].to_numpy(np.float32))  # ...consistently
+        assert CLASSES[data["top"][i, 0]] == by_id.at[image_id, "top1"]
+        assert prompt.endswith(f"picture number {int(image_id[-8:-4])}")
 
 
 def test_rerun_gives_identical_coordinates(mapped):

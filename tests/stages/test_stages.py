@@ -10,7 +10,8 @@ import json
 import pandas as pd
 import pytest
 
-from stages import balance, demo, describe, embed, evaluate, label, map, predict, report, sample, train
+from stages import (audit, balance, demo, describe, embed, evaluate, label, map, predict, quantify, report, sample,
+                    train)
 from stylemap.testing import write_params
 
 
@@ -19,10 +20,14 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     write_params(root, {"demo.crops_per_subject": 1, "demo.side": 64, "label.run_llm": False,
                         "balance.min_count": 4, "balance.target": 12, "train.epochs": 30, "train.val_fraction": 0.3,
-                        "embed.workers": 0},
+                        "embed.workers": 0, "quantify.bootstrap": 40, "quantify.app_repeats": 20},
                  replace={"sources": {"demo": {"kind": "local", "path": "data/demo"},
                                       "horde": {"kind": "local", "path": "absent", "optional": True}}})
     return root
+
+
+def qu_methods(metrics: dict) -> set[str]:
+    return {key.split(".")[1] for key in metrics if key.startswith("app_mae.")}
 
 
 def metrics(root, stage):
@@ -56,11 +61,33 @@ def test_stages_in_dvc_order(project):
     pr = predict.main(project)
     assert pr["demo.in"] == pr["demo.kept"] + pr["demo.rejected"] and pr["horde.absent"] is True
 
+    au = audit.main(project)
+    split = card["split"]
+    assert au["in"] == au["kept"] + au["rejected"] == split["in"] - split["rejected.missing_embedding"]
+    assert au["kept"] == split["train"] - split["train_augmented"] == sum(au[f"class.{c}.images"] for c in card["classes"])
+    assert au["rejected.augmented_copy"] == split["train_augmented"] and au["rejected.val"] == ev["val_images"]
+    assert au["issues"] == sum(au[f"class.{c}.issues"] for c in card["classes"]) == len(
+        pd.read_parquet(project / "data/audit/label_issues.parquet").query("issue"))
+    assert au["review.thumbnails"] == min(au["issues"], 24) == len(list((project / "data/audit/review").glob("*.jpg")))
+    assert au["annotators.demo.skipped"] == "only 1 labeller (keywords) gives probe classes here"
+    assert au["annotators.horde.skipped"] == "absent: no predictions" and au == pytest.approx(metrics(project, "audit"), abs=1e-6)
+
+    qu = quantify.main(project)
+    assert qu["demo.images"] == pr["demo.kept"] and qu["horde.absent"] is True and qu["default_method"] in qu_methods(qu)
+    prevalence = pd.read_csv(project / "plots/prevalence.csv")
+    for _, estimate in prevalence.groupby("method"):
+        assert estimate["share"].sum() == pytest.approx(1.0, abs=1e-3)
+        assert ((estimate["lo"] <= estimate["share"] + 1e-6) & (estimate["share"] <= estimate["hi"] + 1e-6)).all()
+    assert qu["demo.shift_rows"] == ev["val_images"] + card["split"]["near_duplicates_removed"]  # demo minus training images
+    assert qu == pytest.approx(metrics(project, "quantify"), abs=1e-6)
+
     mp = map.main(project)
-    assert mp["demo.kept"] == pr["demo.kept"] and (project / "data/explore/demo.html").exists()
+    assert mp["demo.kept"] == pr["demo.kept"] and (project / "data/explore/demo/index.html").exists()
     report.main(project)
     page = (project / "plots/report.html").read_text()
     assert "<h2>demo</h2>" in page and "absent" in page.split("<h2>horde</h2>")[1]
+    assert f"style prevalence: {qu['default_method']} with its 95% interval" in page and "Label audit (cleanlab)" in page
+    assert 'class="warning"' not in page  # demo is the training corpus: no shift warning
 
 
 def test_stage_reading_an_undeclared_param_fails(project, monkeypatch):

@@ -5,7 +5,6 @@ Plumbing only: one valid record per image, failures counted with their reason. T
 import io
 import json
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest

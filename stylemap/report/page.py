@@ -1,0 +1,166 @@
+"""The one-page platform report: adjusted style shares with intervals, shift warnings, differences, the label audit.
+
+Everything is inline (SVG charts, PNG maps and review thumbnails as data URIs), so the page is one file
+that opens anywhere. The numbers come from data outputs only (predict, quantify, evaluate's calibration,
+audit), never from metrics files, so the page is exactly what the data says.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from stylemap.report.render import TEMPLATES, style_colors
+
+BAR = 200  # pixels for a share of 100 %
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the report stage read, per platform where it says so."""
+
+    platforms: list[str]
+    classes: list[str]
+    summaries: dict  # predict's flat per-platform summary (kept, mean_confidence, mean_ambiguity, absent)
+    ambiguity: pd.DataFrame  # platform, bin, count, share
+    prevalence: pd.DataFrame  # quantify: platform, method, default, style, share, lo, hi
+    differences: pd.DataFrame  # quantify: platform_a, platform_b, style, difference, lo, hi, significant
+    shift: pd.DataFrame  # quantify: platform, mmd2, threshold, baseline_mmd2, shifted, ...
+    calibration: dict  # evaluate: temperature, ece, ece_calibrated
+    review: pd.DataFrame  # audit: image_id, given, suggested, quality, thumb (data URI or None)
+    noise: pd.DataFrame  # audit: class, noise_rate
+    pngs: dict[str, Path]
+    note: str
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def shares_svg(adjusted: pd.DataFrame, cc: pd.DataFrame, colors: dict[str, str]) -> str:
+    """Adjusted share per style as a bar with its interval as a whisker, and classify-and-count as a black tick."""
+    cc_share = dict(zip(cc["style"], cc["share"]))
+    rows = []
+    for k, r in enumerate(adjusted.sort_values("share", ascending=False).itertuples()):
+        y, c = 4 + k * 18, cc_share.get(r.style, 0.0)
+        rows.append(
+            f'<text x="0" y="{y + 11}" font-size="11">{esc(r.style)}</text>'
+            f'<rect x="120" y="{y}" width="{r.share * BAR:.1f}" height="13" fill="{colors.get(r.style, "#888")}"/>'
+            f'<line x1="{120 + r.lo * BAR:.1f}" x2="{120 + r.hi * BAR:.1f}" y1="{y + 6.5}" y2="{y + 6.5}" stroke="#222"/>'
+            f'<rect x="{119 + c * BAR:.1f}" y="{y - 1}" width="2" height="15" fill="#000"/>'
+            f'<text x="{126 + BAR}" y="{y + 11}" font-size="10">{r.share:.1%} [{r.lo:.1%}, {r.hi:.1%}] · CC {c:.1%}</text>')
+    return f'<svg width="500" height="{8 + 18 * len(rows)}">{"".join(rows)}</svg>'
+
+
+def histogram_svg(hist: pd.DataFrame) -> str:
+    """Columns of the ambiguity histogram (bin, share) over [0, 1]."""
+    peak = max(float(hist["share"].max()), 1e-9)
+    width = 300 / max(len(hist), 1)
+    cols = [f'<rect x="{k * width:.1f}" y="{100 - 95 * s / peak:.1f}" width="{width - 1:.1f}" height="{95 * s / peak:.1f}" '
+            f'fill="#5b7fa6"><title>ambiguity {b:.2f}+: {s:.1%}</title></rect>'
+            for k, (b, s) in enumerate(zip(hist["bin"], hist["share"]))]
+    axis = ('<text x="0" y="114" font-size="10">0 (one clear style)</text>'
+            '<text x="300" y="114" font-size="10" text-anchor="end">1 (blend)</text>')
+    return f'<svg width="300" height="118">{"".join(cols)}{axis}</svg>'
+
+
+def shift_warning(row: pd.Series | None) -> str:
+    """A visible warning when the platform's images lie far from the training images; else the measured distance."""
+    if row is None:
+        return '<p class="muted">shift not measured (no image outside the training set)</p>'
+    ratio = row["mmd2"] / row["baseline_mmd2"] if row["baseline_mmd2"] > 0 else float("inf")
+    detail = (f"MMD² to the training images {row['mmd2']:.3f} = {ratio:.1f}× the validation split's "
+              f"{row['baseline_mmd2']:.3f} (warning above {row['threshold']:.3f})")
+    if not row["shifted"]:
+        return f'<p class="muted">in distribution: {detail}</p>'
+    return ('<p class="warning"><b>Warning: these images lie far from what the probe was trained on.</b> '
+            f"{detail}. The probe's shares here, adjusted or not, are unreliable.</p>")
+
+
+def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
+    name = esc(platform)
+    s = d.summaries
+    if s.get(f"{platform}.absent", True):
+        return f"<section><h2>{name}</h2><p>absent: the source is not on disk, nothing predicted.</p></section>"
+    mine = d.prevalence[d.prevalence["platform"] == platform]
+    adjusted, cc = mine[mine["default"]], mine[mine["method"] == "cc"]
+    shift = d.shift[d.shift["platform"] == platform]
+    png = d.pngs.get(platform)
+    image = (f'<img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="UMAP of {name}">'
+             f'<p><a href="../data/explore/{name}/index.html">interactive map</a></p>' if png
+             else "<p>no map (too few images)</p>")
+    method = adjusted["method"].iloc[0] if len(adjusted) else "-"
+    return (f"<section><h2>{name}</h2>{shift_warning(shift.iloc[0] if len(shift) else None)}"
+            f"<p>{s[f'{platform}.kept']} images &middot; mean confidence {s[f'{platform}.mean_confidence']:.3f}"
+            f" &middot; mean ambiguity {s[f'{platform}.mean_ambiguity']:.3f}</p>"
+            f"<h3>style prevalence: {esc(method)} with its 95% interval; black tick = classify-and-count</h3>"
+            f"{shares_svg(adjusted, cc, colors)}"
+            f"<h3>style ambiguity (normalised entropy)</h3>{histogram_svg(d.ambiguity[d.ambiguity['platform'] == platform])}"
+            f"<h3>UMAP</h3>{image}</section>")
+
+
+def differences_table(diff: pd.DataFrame) -> str:
+    """Per pair of platforms, the styles whose difference in share has an interval excluding 0."""
+    if diff.empty:
+        return "<p>Fewer than two platforms present: nothing to compare.</p>"
+    parts = []
+    for (a, b), pair in diff.groupby(["platform_a", "platform_b"], sort=False):
+        found = pair[pair["significant"]].sort_values("difference", key=abs, ascending=False)
+        rows = "".join(f"<tr><td>{esc(r.style)}</td><td>{r.difference:+.1%}</td><td>[{r.lo:+.1%}, {r.hi:+.1%}]</td></tr>"
+                       for r in found.itertuples())
+        parts.append(f"<h3>{esc(a)} − {esc(b)}: {len(found)} of {len(pair)} styles differ</h3>"
+                     + (f"<table><tr><th>style</th><th>difference</th><th>95% interval</th></tr>{rows}</table>" if rows
+                        else "<p>No style's interval excludes 0.</p>"))
+    return "".join(parts)
+
+
+def thumb_img(uri: str | None, image_id: str) -> str:
+    return f'<img src="{uri}" alt="{esc(image_id)}">' if uri else "-"
+
+
+def audit_section(review: pd.DataFrame, noise: pd.DataFrame) -> str:
+    """cleanlab's estimated noise rate per class, and the most suspect training labels with thumbnails."""
+    rates = "".join(f"<tr><td>{esc(r['class'])}</td><td>{r['noise_rate']:.1%}</td></tr>" for _, r in noise.iterrows())
+    cards = "".join(f"<tr><td>{thumb_img(r.thumb, r.image_id)}</td><td>{esc(r.image_id)}</td><td>{esc(r.given)}</td>"
+                    f"<td>{esc(r.suggested)}</td><td>{r.quality:.2g}</td></tr>" for r in review.itertuples())
+    return ("<h2>Label audit (cleanlab)</h2><p>Estimated share of each class's training labels that are wrong, from "
+            "out-of-fold probe probabilities.</p>"
+            f"<table><tr><th>class</th><th>noise rate</th></tr>{rates}</table>"
+            "<h3>Most suspect training labels</h3>"
+            + ('<table class="review"><tr><th></th><th>image</th><th>given</th><th>suggested</th><th>label quality</th></tr>'
+               f"{cards}</table>"
+               if cards else "<p>No label issue found.</p>"))
+
+
+def summary_table(d: Inputs) -> str:
+    """One row per present platform: the numbers to compare first."""
+    rows = []
+    for platform in d.platforms:
+        if d.summaries.get(f"{platform}.absent", True):
+            continue
+        mine = d.prevalence[(d.prevalence["platform"] == platform) & d.prevalence["default"]]
+        top = mine.loc[mine["share"].idxmax()] if len(mine) else None
+        shift = d.shift[d.shift["platform"] == platform]
+        flag = "<b>shifted</b>" if len(shift) and shift["shifted"].iloc[0] else "ok" if len(shift) else "-"
+        rows.append(f"<tr><td>{esc(platform)}</td><td>{d.summaries[f'{platform}.kept']}</td>"
+                    f"<td>{esc(top['style']) + f' {top.share:.1%} [{top.lo:.1%}, {top.hi:.1%}]' if top is not None else '-'}</td>"
+                    f"<td>{d.summaries[f'{platform}.mean_ambiguity']:.3f}</td><td>{flag}</td></tr>")
+    return ("<table><tr><th>platform</th><th>images</th><th>most common style (adjusted)</th><th>mean ambiguity</th>"
+            f"<th>shift</th></tr>{''.join(rows)}</table>")
+
+
+def report_html(d: Inputs) -> str:
+    """Summary table, calibration, one column per platform, the differences between platforms, the label audit."""
+    colors = dict(zip(d.classes, style_colors(d.classes)))
+    c = d.calibration
+    calibration = (f"Probabilities are temperature-scaled (T = {c['temperature']:.2f}, fitted on {c['val_images']} "
+                   f"validation images): ECE {c['ece']:.3f} raw, {c['ece_calibrated']:.3f} calibrated (held-out halves).")
+    page = (TEMPLATES / "report.html").read_text()
+    return (page.replace("__NOTE__", esc(d.note)).replace("__CALIBRATION__", esc(calibration))
+            .replace("__SUMMARY__", summary_table(d))
+            .replace("__PLATFORMS__", "".join(platform_section(p, d, colors) for p in d.platforms))
+            .replace("__DIFFERENCES__", differences_table(d.differences))
+            .replace("__AUDIT__", audit_section(d.review, d.noise)))

@@ -1,0 +1,79 @@
+"""The report page: adjusted shares beside classify-and-count, shift warnings, significant differences only, audit."""
+from __future__ import annotations
+
+import pandas as pd
+
+from stylemap.report.page import Inputs, report_html
+
+CLASSES = ["anime", "photo", "sketch"]
+
+
+def inputs(**changes) -> Inputs:
+    prevalence = pd.concat([
+        pd.DataFrame({"platform": pl, "method": m, "default": m == "acc", "style": CLASSES, "share": s,
+                      "lo": [v - 0.05 for v in s], "hi": [v + 0.05 for v in s]})
+        for pl in ("a", "b") for m, s in (("cc", [0.2, 0.7, 0.1]), ("acc", [0.5, 0.4, 0.1]))])
+    base = dict(
+        platforms=["a", "b", "gone"], classes=CLASSES,
+        summaries={f"{pl}.{k}": v for pl in ("a", "b") for k, v in
+                   (("absent", False), ("kept", 10), ("mean_confidence", 0.8), ("mean_ambiguity", 0.3))},
+        ambiguity=pd.DataFrame({"platform": ["a", "b"], "bin": [0.0, 0.0], "count": [10, 10], "share": [1.0, 1.0]}),
+        prevalence=prevalence,
+        differences=pd.DataFrame({"platform_a": "a", "platform_b": "b", "style": CLASSES, "difference": [0.3, -0.2, 0.0],
+                                  "lo": [0.1, -0.4, -0.1], "hi": [0.5, 0.01, 0.1], "significant": [True, False, False]}),
+        shift=pd.DataFrame({"platform": ["a", "b"], "mmd2": [0.01, 0.5], "threshold": [0.06, 0.06],
+                            "baseline_mmd2": [0.02, 0.02], "shifted": [False, True]}),
+        calibration={"temperature": 2.5, "val_images": 40, "ece": 0.3, "ece_calibrated": 0.08},
+        review=pd.DataFrame({"image_id": ["a/1"], "given": ["anime"], "suggested": ["photo"], "quality": [0.01],
+                             "thumb": ["data:image/jpeg;base64,AAAA"]}),
+        noise=pd.DataFrame({"class": CLASSES, "noise_rate": [0.25, 0.0, 0.5]}),
+        pngs={}, note="<note>")
+    return Inputs(**{**base, **changes})
+
+
+def section(page: str, platform: str) -> str:
+    return page.split(f"<h2>{platform}</h2>")[1].split("</section>")[0]
+
+
+def test_shares_show_the_adjusted_estimate_interval_and_cc():
+    page = report_html(inputs())
+    a = section(page, "a")
+    assert "style prevalence: acc" in a and "50.0% [45.0%, 55.0%] · CC 20.0%" in a
+    assert a.index(">anime<") < a.index(">photo<")  # sorted by adjusted share, not by CC
+    assert "absent" in section(page, "gone") and "&lt;note&gt;" in page
+
+
+def test_only_the_shifted_platform_carries_the_warning():
+    page = report_html(inputs())
+    assert 'class="warning"' not in section(page, "a") and "1.0×" not in section(page, "a")
+    assert 'class="warning"' in section(page, "b") and "25.0× the validation split" in section(page, "b")
+    assert page.count('class="warning"') == 1 and "<b>shifted</b>" in page
+
+
+def test_differences_list_only_styles_whose_interval_excludes_zero():
+    diff = report_html(inputs()).split("Differences between platforms")[1].split("Label audit")[0]
+    assert "a − b: 1 of 3 styles differ" in diff and "+30.0%" in diff and "[+10.0%, +50.0%]" in diff
+    assert "photo" not in diff and "sketch" not in diff
+    nothing = inputs(differences=inputs().differences.assign(significant=False))
+    assert "a − b: 0 of 3 styles differ" in report_html(nothing) and "No style's interval excludes 0" in report_html(nothing)
+
+
+def test_audit_shows_noise_rates_and_review_thumbnails():
+    audit = report_html(inputs()).split("Label audit (cleanlab)")[1]
+    assert "<td>sketch</td><td>50.0%</td>" in audit
+    assert '<img src="data:image/jpeg;base64,AAAA" alt="a/1">' in audit and "<td>photo</td><td>0.01</td>" in audit
+    empty = inputs(review=inputs().review.iloc[:0])
+    assert "No label issue found." in report_html(empty)
+
+
+def test_calibration_line_states_both_eces():
+    assert "ECE 0.300 raw, 0.080 calibrated" in report_html(inputs())
+
+
+def test_map_png_is_inlined_with_a_link_to_the_explorer(tmp_path):
+    png = tmp_path / "a.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    page = report_html(inputs(pngs={"a": png}))
+    assert "data:image/png;base64,iVBORw0KGgpmYWtl" in section(page, "a")
+    assert 'href="../data/explore/a/index.html"' in section(page, "a")
+    assert "no map (too few images)" in section(page, "b") and "explore/b" not in section(page, "b")
