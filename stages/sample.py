@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
-from stylemap.corpus.diffusiondb import CorpusError
+from stylemap.corpus.formats import CorpusError
 from stylemap.corpus.sampling import sample_source
 from stylemap.files import write_json
 from stylemap.params import for_stage

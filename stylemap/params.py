@@ -36,15 +36,43 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+LAYOUTS = {  # per source format, its layouts; the first is the default
+    "diffusiondb": ["2m", "large"],  # 2M (PNG, images/) or Large (WebP, two part folders)
+    "journeydb": ["train", "valid"],  # the split: data/<split>/imgs/NNN.tgz + its annotation jsonl.tgz
+    "img2dataset": ["webdataset", "parquet", "files"],  # img2dataset's output_format
+    "folder": [""],
+}
+
+
 class Source(Strict):
     kind: Literal["local", "hf"]
     path: str = Field(min_length=1)  # directory (local) or dataset repo id (hf), e.g. poloclub/diffusiondb
-    layout: Literal["2m", "large"] = "2m"  # DiffusionDB 2M (PNG, images/) or Large (WebP, two part folders)
+    format: Literal["diffusiondb", "journeydb", "img2dataset", "folder"] = "diffusiondb"
+    layout: str = ""  # a layout of the format (LAYOUTS); empty = the format's default
+    syntax: Literal["plain", "midjourney"] = "plain"  # platform parameter syntax stripped from prompts
+    exclude: list[str] = []  # sources whose drawn images this one never draws (a disjoint analysis sample)
+    redistribute: bool = True  # false: aggregate outputs only (no thumbnails, prompts or per-image rows shared)
     optional: bool = False
     revision: str = "main"
     cache_dir: str = "data/hf-cache"
     min_words: int | None = Field(default=None, ge=0)  # overrides sample.min_words for this platform
     endpoint: str = ""  # Hub URL; empty = huggingface_hub's default (tests point it at a local server)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_layout(cls, data):
+        if isinstance(data, dict) and not data.get("layout"):
+            return {**data, "layout": LAYOUTS.get(data.get("format", "diffusiondb"), [""])[0]}
+        return data
+
+    @model_validator(mode="after")
+    def _layout_of_format(self):
+        if self.layout not in LAYOUTS[self.format]:
+            raise ValueError(f"layout {self.layout!r} is not one of format {self.format!r}'s: {LAYOUTS[self.format]}")
+        if self.kind == "hf" and self.format != "diffusiondb":
+            raise ValueError(f"kind hf reads DiffusionDB from the Hub; a {self.format} source is kind local "
+                             "(download it first, under its terms)")
+        return self
 
 
 class Demo(Strict):
@@ -226,6 +254,12 @@ class Params(Strict):
         for name in [self.train_source, *self.platforms]:
             if name not in self.sources:
                 raise ValueError(f"source {name!r} is not defined under `sources`")
+        order = list(self.sources)
+        for name, src in self.sources.items():
+            for other in src.exclude:
+                if other not in self.sources or order.index(other) >= order.index(name):
+                    raise ValueError(f"sources.{name}.exclude: {other!r} must be a source listed before {name!r} "
+                                     "(its draw is made first)")
         return self
 
 

@@ -15,26 +15,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap.entry import UserError
+from stylemap.corpus.formats import CorpusError, MemberError, with_row_columns
 from stylemap.params import Source
 
 METADATA_COLUMNS = ["image_name", "prompt", "part_id", "seed", "step", "cfg", "sampler",
                     "width", "height", "user_name", "timestamp", "image_nsfw", "prompt_nsfw"]
-
-
-class CorpusError(UserError):
-    """The corpus on disk does not have DiffusionDB's layout; the message names the file."""
-
-
-class MemberError(ValueError):
-    """One archive member cannot be read; `reason` is its reject key, `detail` says why."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
+PART_FIELDS = {"p": "prompt", "se": "seed", "c": "cfg", "st": "step", "sa": "sampler"}  # part JSON keys
 
 
 class Corpus:
+    """A DiffusionDB 2M or Large corpus (the formats.Reader interface)."""
+
     def __init__(self, src: Source):
         self.src = src
         self.root = Path(src.path)
@@ -101,10 +92,35 @@ class Corpus:
         missing = [c for c in METADATA_COLUMNS if c not in meta.columns]
         if missing:
             raise CorpusError(f"{path}: missing DiffusionDB columns {missing}")
-        return meta[METADATA_COLUMNS]
+        return with_row_columns(meta[METADATA_COLUMNS])
 
     def part(self, part_id: int) -> Path | None:
         return self._local(self.part_path(part_id))
+
+    def open_part(self, part_id: int, max_bytes: int) -> ZipPart:
+        return ZipPart(*read_part(self.part(part_id), part_id, max_bytes))
+
+
+class ZipPart:
+    """An opened part zip: members by name, and the generation fields its part JSON stores per image."""
+
+    def __init__(self, zf: zipfile.ZipFile, entries: dict):
+        self.zf, self.entries = zf, entries
+
+    def read(self, image_name: str, max_bytes: int) -> bytes:
+        return read_member(self.zf, image_name, max_bytes)
+
+    def fields(self, image_name: str) -> dict | None:
+        entry = self.entries.get(image_name)
+        if not isinstance(entry, dict):
+            return None
+        return {PART_FIELDS[k]: v for k, v in entry.items() if k in PART_FIELDS}
+
+    def __enter__(self) -> ZipPart:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.zf.close()
 
 
 def read_member(zf: zipfile.ZipFile, name: str, max_bytes: int) -> bytes:

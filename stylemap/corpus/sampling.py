@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from stylemap import schemas, shards
-from stylemap.corpus.diffusiondb import Corpus, CorpusError, MemberError, read_member, read_part
+from stylemap.corpus.formats import CorpusError, MemberError, Part, Reader, open_corpus
 from stylemap.corpus.filters import prompt_reject
 from stylemap.corpus.images import DecodeError, decode_rgb
 from stylemap.files import write_text_atomic
@@ -115,13 +114,14 @@ def _text(field: str, value) -> str | None:
 
 
 def row_fields(entry: dict, row) -> dict:
-    """The typed generation fields of one row (part JSON first, metadata as fallback); FieldError on a bad one."""
-    prompt = entry.get("p", row.prompt)
+    """The typed generation fields of one row (the part's own fields first, the table as fallback); FieldError
+    on a bad one."""
+    prompt = entry.get("prompt", row.prompt)
     if not _missing(prompt) and not isinstance(prompt, str):
         raise FieldError(f"prompt: {type(prompt).__name__} is not text")
-    return {"prompt": _text("prompt", prompt), "cfg": _number("cfg", entry.get("c", row.cfg)),
-            "seed": _integer("seed", entry.get("se", row.seed)), "steps": _integer("steps", entry.get("st", row.step)),
-            "sampler": _text("sampler", entry.get("sa", row.sampler))}
+    return {"prompt": _text("prompt", prompt), "cfg": _number("cfg", entry.get("cfg", row.cfg)),
+            "seed": _integer("seed", entry.get("seed", row.seed)), "steps": _integer("steps", entry.get("step", row.step)),
+            "sampler": _text("sampler", entry.get("sampler", row.sampler))}
 
 
 def nsfw_reject(row, s: Sample) -> tuple[str, str] | None:
@@ -135,17 +135,20 @@ def nsfw_reject(row, s: Sample) -> tuple[str, str] | None:
     return None
 
 
-def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFrame, s: Sample) -> tuple[list[dict], PartTally]:
+def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample) -> tuple[list[dict], PartTally]:
     """Filter the drawn rows of one part; returns kept records (with image bytes) and the part's tally."""
     tally = PartTally()
     kept: list[dict] = []
     for row in rows.itertuples():
-        entry = part_meta.get(row.image_name)
         if row.duplicate:
             tally.reject(row.image_name, "duplicate_name")
             continue
-        if not isinstance(entry, dict):
-            tally.reject(row.image_name, "not_in_part_json", f"part-{row.part_id:06d}.json")
+        if row.reject:  # known from the table alone (a failed download)
+            tally.reject(row.image_name, row.reject, row.reject_detail or "")
+            continue
+        entry = part.fields(row.image_name)
+        if entry is None:
+            tally.reject(row.image_name, "not_in_part", f"part {row.part_id}")
             continue
         try:
             fields = row_fields(entry, row)
@@ -157,7 +160,7 @@ def sample_part(name: str, zf: zipfile.ZipFile, part_meta: dict, rows: pd.DataFr
             tally.reject(row.image_name, *reason)
             continue
         try:
-            data = read_member(zf, row.image_name, s.max_member_bytes)
+            data = part.read(row.image_name, s.max_member_bytes)
             facts, mode = image_record(data, s)
         except (MemberError, DecodeError) as err:
             tally.reject(row.image_name, err.reason, err.detail)
@@ -175,7 +178,7 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
     """Draw, filter and write one source's shards into `out`, part by part (`code`: the stage's code fingerprint).
 
     Returns (rows drawn, their tally, files of the corpus outside its layout: ignored)."""
-    corpus = Corpus(src)
+    corpus = open_corpus(src)
     if src.min_words is not None:
         s = s.model_copy(update={"min_words": src.min_words})
     meta = corpus.metadata()
@@ -203,15 +206,15 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
     return len(drawn) + len(unaddressable), total, corpus.unexpected_files(part_ids)
 
 
-def _sample_one_part(name: str, corpus: Corpus, part_id: int, rows: pd.DataFrame, s: Sample):
+def _sample_one_part(name: str, corpus: Reader, part_id: int, rows: pd.DataFrame, s: Sample):
     try:
-        zf, part_meta = read_part(corpus.part(part_id), part_id, s.max_member_bytes)
+        part = corpus.open_part(part_id, s.max_member_bytes)
     except CorpusError as err:
         tally = PartTally()
         for row in rows.itertuples():
             tally.reject(row.image_name, "part_unreadable", str(err))
         return [], tally
-    with zf:
-        return sample_part(name, zf, part_meta, rows, s)
+    with part:
+        return sample_part(name, part, rows, s)
 
 

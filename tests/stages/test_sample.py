@@ -20,7 +20,8 @@ from PIL import Image
 from stages import sample as sample_stage
 from stylemap import shards
 from stylemap.corpus import demo, sampling
-from stylemap.corpus.diffusiondb import CorpusError
+from stylemap.corpus import diffusiondb
+from stylemap.corpus.formats import CorpusError
 from stylemap.corpus.images import decode_rgb
 from stylemap.params import REPO
 from stylemap.testing import write_params
@@ -116,7 +117,7 @@ def _write_bad_corpus(root: Path, drop_json_of_part2: bool = True) -> dict[str, 
         with zipfile.ZipFile(root / "images" / "part-000002.zip", "w") as zf:
             zf.writestr("orphan.png", rows[0]["png"])
     expected = {n: r for n, _, _, _, r in _bad_rows()}
-    expected.update({"orphan.png": "part_unreadable", "ghost.png": "not_in_part_json"})
+    expected.update({"orphan.png": "part_unreadable", "ghost.png": "not_in_part"})
     return expected
 
 
@@ -211,8 +212,9 @@ def test_rerun_after_a_crash_redoes_only_unfinished_parts(make_params, tmp_path,
     before = {f.name: f.read_bytes() for f in shards.shard_files(out / "horde")}
     (out / "horde" / "_parts" / "part-000004.json").unlink()  # part 4 was in flight when the run died
     opened = []
-    real = sampling.read_part
-    monkeypatch.setattr(sampling, "read_part", lambda path, part_id, cap: opened.append(part_id) or real(path, part_id, cap))
+    real = diffusiondb.Corpus.open_part
+    monkeypatch.setattr(diffusiondb.Corpus, "open_part",
+                        lambda self, part_id, cap: opened.append(part_id) or real(self, part_id, cap))
     again, _ = run_sample(make_params, tmp_path, src)
     assert opened == [4]
     assert again == first
