@@ -1,4 +1,7 @@
-"""sample: draw `sample.n` images per source from DiffusionDB-layout corpora, with counted quality filters."""
+"""sample: draw `sample.n` images per source from its corpus format, with counted quality filters.
+
+A source with `exclude: [other]` never draws an image `other` drew (a disjoint analysis sample).
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +11,7 @@ import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
 from stylemap.corpus.formats import CorpusError
-from stylemap.corpus.sampling import sample_source
+from stylemap.corpus.sampling import drawn_names, sample_source
 from stylemap.files import write_json
 from stylemap.params import for_stage
 
@@ -18,24 +21,27 @@ def main(root: str | Path = ".") -> dict:
     project = paths.Project(root)
     out_dir = project.path(paths.SAMPLE)
     out_dir.mkdir(parents=True, exist_ok=True)
-    absent = [name for name, src in p.sources.items() if src.kind == "local" and not (project.root / src.path).exists()]
+    absent = [name for name, src in p.sources.items() if src.kind == "local" and is_absent(project.root / src.path)]
     shards.prune(out_dir, set(p.sources) - set(absent))  # outputs persist (resume): none of unlisted or absent sources
     for name in absent:  # checked before any work
         if not p.sources[name].optional:
-            raise CorpusError(f"source {name!r}: {p.sources[name].path} does not exist")
+            raise CorpusError(f"source {name!r}: {p.sources[name].path} does not exist or is empty")
         if name == p.train_source:
-            raise CorpusError(f"train_source {name!r} is absent ({p.sources[name].path} does not exist): "
+            raise CorpusError(f"train_source {name!r} is absent ({p.sources[name].path} does not exist or is empty): "
                               "nothing to train on")
     metrics: dict = {"absent_sources": absent}
     code = shards.code_fingerprint("sample", root)
     rejects: list[pd.DataFrame] = []
-    for name, src in p.sources.items():
+    resolved = {name: src.model_copy(update={"path": str(project.root / src.path)}) if src.kind == "local" else src
+                for name, src in p.sources.items()}
+    for name, src in resolved.items():
         if name in absent:
             continue
-        if src.kind == "local":
-            src = src.model_copy(update={"path": str(project.root / src.path)})
-        drawn, tally, ignored = sample_source(name, src, p.sample, p.seed, out_dir / name, code)
-        metrics[name] = {**_nested(tally, drawn, name), "ignored_files": ignored}
+        excluded = frozenset().union(*(drawn_names(resolved[other], p.sample.n, p.seed)
+                                       for other in src.exclude if other not in absent))
+        drawn, tally, ignored, n_excluded = sample_source(name, src, p.sample, p.seed, out_dir / name, code, excluded)
+        metrics[name] = {**_nested(tally, drawn, name), "ignored_files": ignored,
+                         "excluded_as_drawn_by": {"sources": src.exclude, "rows": n_excluded}}
         rejects.append(tally.frame(source=name))
     schemas.write("sample_rejects", pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("sample_rejects"),
                   project.path(paths.SAMPLE_REJECTS))
@@ -48,7 +54,13 @@ def _nested(tally, drawn: int, name: str) -> dict:
     """metrics/sample.json keeps one block per source, with rejects and colour-mode conversions by kind."""
     flat = tally.report(drawn, name)
     return {"in": flat[f"{name}.in"], "kept": flat[f"{name}.kept"], "rejected": flat[f"{name}.rejected"],
-            "rejected_by": dict(sorted(tally.counts.items())), "converted_from": dict(sorted(tally.converted.items()))}
+            "rejected_by": dict(sorted(tally.counts.items())), "converted_from": dict(sorted(tally.converted.items())),
+            "syntax_stripped": dict(sorted(tally.stripped.items()))}
+
+
+def is_absent(path: Path) -> bool:
+    """A local source is absent when its path does not exist or is an empty folder (a corpus not yet fetched)."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
 if __name__ == "__main__":

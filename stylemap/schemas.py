@@ -26,6 +26,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         _key("prompt"), ("seed", pa.int64()), ("cfg", pa.float64()), ("steps", pa.int64()), ("sampler", pa.string()),
         _key("width", pa.int64()), _key("height", pa.int64()), _key("phash"),
         _key("image_bytes", pa.binary()),  # the original encoded file
+        ("timestamp", pa.timestamp("us", tz="UTC")),  # when the image was made, where the corpus says
+        ("annotated_styles", string_list),  # the corpus's own style annotations (JourneyDB's Task1.Style)
     ]),
     "sample_rejects": pa.schema([_key("source"), _key("image_name"), _key("reason"), ("detail", pa.string())]),
     "describe": pa.schema([

@@ -116,6 +116,13 @@ def build_rows(crops_per_subject: int, side: int, seed: int) -> list[dict]:
     return rows
 
 
+def made_at(seeds: np.ndarray) -> pd.DatetimeIndex:
+    """Synthetic creation times over DiffusionDB's collection window (Aug-Dec 2022), one per image from its
+    seed, so the demo exercises the trends-by-month path; demo trends are flat by construction."""
+    days = seeds.astype(np.int64) % 150
+    return pd.Timestamp("2022-08-01", tz="UTC") + pd.to_timedelta(days, unit="D")
+
+
 def write_corpus(rows: list[dict], out: Path, side: int) -> None:
     """Pack rows in DiffusionDB 2M's layout."""
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -132,7 +139,7 @@ def write_corpus(rows: list[dict], out: Path, side: int) -> None:
         "seed": frame["seed"].astype("uint32"), "step": np.full(len(frame), 50, "uint16"), "cfg": frame["cfg"].astype("float32"),
         "sampler": np.full(len(frame), 8, "uint8"), "width": np.full(len(frame), side, "uint16"),
         "height": np.full(len(frame), side, "uint16"), "user_name": "stylemap-demo",
-        "timestamp": pd.Timestamp("2022-08-01", tz="UTC"), "image_nsfw": np.zeros(len(frame), "float32"),
+        "timestamp": made_at(frame["seed"].to_numpy()), "image_nsfw": np.zeros(len(frame), "float32"),
         "prompt_nsfw": np.zeros(len(frame), "float32"),
     })
     metadata.to_parquet(out / "metadata.parquet", index=False)

@@ -23,6 +23,7 @@ from stylemap import schemas, shards
 from stylemap.corpus.formats import CorpusError, MemberError, Part, Reader, open_corpus
 from stylemap.corpus.filters import prompt_reject
 from stylemap.corpus.images import DecodeError, decode_rgb
+from stylemap.corpus.syntax import SYNTAXES
 from stylemap.files import write_text_atomic
 from stylemap.params import Sample, Source
 from stylemap.rejects import Rejects
@@ -59,17 +60,19 @@ class PartTally(Rejects):
 
     key: str = "image_name"
     converted: Counter = field(default_factory=Counter)
+    stripped: Counter = field(default_factory=Counter)  # platform syntax removed from prompts (syntax.py)
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "converted": dict(self.converted)}
+        return {**super().to_dict(), "converted": dict(self.converted), "stripped": dict(self.stripped)}
 
     @classmethod
     def from_dict(cls, d: dict) -> PartTally:
-        return cls(d["key"], d["kept"], Counter(d["counts"]), d["rows"], Counter(d["converted"]))
+        return cls(d["key"], d["kept"], Counter(d["counts"]), d["rows"], Counter(d["converted"]), Counter(d["stripped"]))
 
     def merge(self, other: PartTally) -> None:
         super().merge(other)
         self.converted.update(other.converted)
+        self.stripped.update(other.stripped)
 
 
 class FieldError(ValueError):
@@ -124,6 +127,21 @@ def row_fields(entry: dict, row) -> dict:
             "sampler": _text("sampler", entry.get("sampler", row.sampler))}
 
 
+def _timestamp(value) -> pd.Timestamp | None:
+    """A UTC timestamp, or None where the corpus has none (or an unparseable one: it only feeds trends)."""
+    if _missing(value):
+        return None
+    stamp = pd.to_datetime(value, utc=True, errors="coerce")
+    return None if pd.isna(stamp) else stamp
+
+
+def _styles(value) -> list[str] | None:
+    """A corpus's own style annotations as a list of strings (JourneyDB's Task1.Style), or None."""
+    if value is None or (not isinstance(value, (list, tuple, np.ndarray))):
+        return None
+    return [str(v) for v in value if isinstance(v, str) and v.strip()]
+
+
 def nsfw_reject(row, s: Sample) -> tuple[str, str] | None:
     """(reason, detail) when DiffusionDB's NSFW score of the image or prompt is above its param, else None.
     A missing score is kept (many corpora have none); a score that is not a number is a bad field."""
@@ -135,8 +153,10 @@ def nsfw_reject(row, s: Sample) -> tuple[str, str] | None:
     return None
 
 
-def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample) -> tuple[list[dict], PartTally]:
-    """Filter the drawn rows of one part; returns kept records (with image bytes) and the part's tally."""
+def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, syntax: str = "plain") -> tuple[list[dict], PartTally]:
+    """Filter the drawn rows of one part; returns kept records (with image bytes) and the part's tally.
+
+    The platform's prompt syntax (`syntax`, see syntax.py) is stripped before the prompt filters."""
     tally = PartTally()
     kept: list[dict] = []
     for row in rows.itertuples():
@@ -152,6 +172,8 @@ def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample) -> tuple[l
             continue
         try:
             fields = row_fields(entry, row)
+            if fields["prompt"] is not None:
+                fields["prompt"] = SYNTAXES[syntax](fields["prompt"], tally.stripped)
             reason = nsfw_reject(row, s) or prompt_reject(fields["prompt"], fields["cfg"], s)
         except FieldError as err:
             tally.reject(row.image_name, "bad_field", str(err))
@@ -170,22 +192,32 @@ def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample) -> tuple[l
         tally.kept += 1
         kept.append({"image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
                      "part_id": int(row.part_id), **fields, "prompt": " ".join(fields["prompt"].split()),
-                     "image_bytes": data, **facts})
+                     "image_bytes": data, **facts, "timestamp": _timestamp(row.timestamp),
+                     "annotated_styles": _styles(row.annotated_styles)})
     return kept, tally
 
 
-def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code: str) -> tuple[int, PartTally, int]:
+def drawn_names(src: Source, n: int, seed: int) -> set[str]:
+    """The image names a source's draw picks (the draw is a function of its table, n and seed alone)."""
+    ok, bad = draw(open_corpus(src).metadata(), n, seed)
+    return set(ok["image_name"]) | set(bad["image_name"].astype(str))
+
+
+def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code: str,
+                  excluded: frozenset[str] = frozenset()) -> tuple[int, PartTally, int, int]:
     """Draw, filter and write one source's shards into `out`, part by part (`code`: the stage's code fingerprint).
 
-    Returns (rows drawn, their tally, files of the corpus outside its layout: ignored)."""
+    Rows named in `excluded` (another source's draw, for a disjoint sample) are taken out before drawing.
+    Returns (rows drawn, their tally, files of the corpus outside its layout: ignored, rows excluded)."""
     corpus = open_corpus(src)
     if src.min_words is not None:
         s = s.model_copy(update={"min_words": src.min_words})
     meta = corpus.metadata()
-    drawn, unaddressable = draw(meta, s.n, seed)
+    others = meta["image_name"].isin(excluded)
+    drawn, unaddressable = draw(meta[~others], s.n, seed)
     drawn["duplicate"] = drawn["image_name"].duplicated()
     shards.prepare_dir(out, {"source": src.model_dump(), "sample": s.model_dump(), "seed": seed,
-                             "corpus": corpus.identity(), "code": code})
+                             "corpus": corpus.identity(), "code": code, "excluded": sorted(excluded)})
     total = PartTally()
     for row in unaddressable.itertuples():
         total.reject(row.image_name, row.reason, f"part_id={row.part_id!r}")
@@ -195,7 +227,7 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
             if marker.exists():
                 tally = PartTally.from_dict(json.loads(marker.read_text()))
             else:
-                kept, tally = _sample_one_part(name, corpus, int(part_id), rows, s)
+                kept, tally = _sample_one_part(name, corpus, int(part_id), rows, s, src.syntax)
                 for k in range(0, len(kept), s.shard_size):
                     schemas.write("sample", pd.DataFrame(kept[k : k + s.shard_size]),
                                   out / f"shard-p{part_id:06d}-{k // s.shard_size:04d}.parquet")
@@ -203,10 +235,10 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
             total.merge(tally)
             bar.update(len(rows))
     part_ids = pd.to_numeric(meta["part_id"], errors="coerce").dropna().unique()
-    return len(drawn) + len(unaddressable), total, corpus.unexpected_files(part_ids)
+    return len(drawn) + len(unaddressable), total, corpus.unexpected_files(part_ids), int(others.sum())
 
 
-def _sample_one_part(name: str, corpus: Reader, part_id: int, rows: pd.DataFrame, s: Sample):
+def _sample_one_part(name: str, corpus: Reader, part_id: int, rows: pd.DataFrame, s: Sample, syntax: str):
     try:
         part = corpus.open_part(part_id, s.max_member_bytes)
     except CorpusError as err:
@@ -215,6 +247,6 @@ def _sample_one_part(name: str, corpus: Reader, part_id: int, rows: pd.DataFrame
             tally.reject(row.image_name, "part_unreadable", str(err))
         return [], tally
     with part:
-        return sample_part(name, part, rows, s)
+        return sample_part(name, part, rows, s, syntax)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -150,6 +151,9 @@ def test_bad_inputs_are_counted_rejects(make_params, tmp_path):
 
 def test_missing_metadata_and_missing_source_are_clear_errors(make_params, tmp_path, demo_corpus):
     (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="does not exist or is empty"):  # an empty folder: a corpus not yet fetched
+        run_sample(make_params, tmp_path, {"x": {"kind": "local", "path": str(tmp_path / "empty")}})
+    (tmp_path / "empty" / "notes.txt").write_text("not a corpus")
     with pytest.raises(CorpusError, match="metadata.parquet not found"):
         run_sample(make_params, tmp_path, {"x": {"kind": "local", "path": str(tmp_path / "empty")}})
     with pytest.raises(CorpusError, match="does not exist"):
@@ -344,7 +348,7 @@ def test_a_user_error_is_one_line_and_exit_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "stages.sample"], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "stage sample: error: source 'demo': missing does not exist"
+    assert done.stderr.strip().splitlines()[-1] == "stage sample: error: source 'demo': missing does not exist or is empty"
 
 
 def test_nsfw_scores_above_their_params_are_counted_rejects(tmp_path):
@@ -363,3 +367,42 @@ def test_nsfw_scores_above_their_params_are_counted_rejects(tmp_path):
     assert rejects["reason"].to_dict() == {"image.png": "nsfw_image", "prompt.png": "nsfw_prompt"}
     assert rejects.loc["image.png", "detail"] == "image_nsfw=0.900 > 0.5"
     assert metrics["x"]["kept"] == 2 and metrics["x"]["in"] == 4  # a missing score is kept
+
+
+def test_an_excluded_source_never_draws_what_the_other_drew(make_params, tmp_path, horde):
+    """The study's DiffusionDB analysis sample is disjoint from the training sample: same corpus, no shared image."""
+    train = {"kind": "local", "path": str(horde), "min_words": 0}
+    metrics, out = run_sample(make_params, tmp_path, {"train": train, "analysis": {**train, "exclude": ["train"]}}, n=250)
+    names = {s: set(shards.read_dir(out / s)["image_name"]) for s in ("train", "analysis")}
+    drawn = {s: names[s] | set(pd.read_parquet(out / "rejects.parquet").query("source == @s")["image_name"])
+             for s in ("train", "analysis")}
+    assert len(drawn["train"]) == 250 and len(drawn["analysis"]) == 250 and not drawn["train"] & drawn["analysis"]
+    assert metrics["analysis"]["excluded_as_drawn_by"] == {"sources": ["train"], "rows": 250}
+    with pytest.raises(Exception, match="must be a source listed before"):
+        run_sample(make_params, tmp_path, {"a": {**train, "exclude": ["b"]}, "b": train})
+
+
+def test_midjourney_parameters_are_stripped_before_the_filters_and_counted(make_params, tmp_path, horde):
+    corpus = tmp_path / "mj"
+    shutil.copytree(horde, corpus)
+    meta = pd.read_parquet(corpus / "metadata.parquet")
+    for part in sorted((corpus / "images").glob("*.zip")):  # the prompt lives in each part's JSON too
+        with zipfile.ZipFile(part) as zf:
+            entries = {n: zf.read(n) for n in zf.namelist()}
+        name = part.stem + ".json"
+        table = json.loads(entries[name])
+        for entry in table.values():
+            entry["p"] = entry["p"] + " --ar 16:9 --v 5"
+        entries[name] = json.dumps(table).encode()
+        with zipfile.ZipFile(part, "w") as zf:
+            for n, data in entries.items():
+                zf.writestr(n, data)
+    src = {"kind": "local", "path": str(corpus), "min_words": 5}
+    plain, out = run_sample(make_params, tmp_path / "plain", {"mj": src})
+    stripped, out2 = run_sample(make_params, tmp_path / "strip", {"mj": {**src, "syntax": "midjourney"}})
+    assert stripped["mj"]["syntax_stripped"]["parameters"] == 2 * stripped["mj"]["syntax_stripped"]["prompts_with_parameters"]
+    assert stripped["mj"]["syntax_stripped"]["prompts_with_parameters"] >= stripped["mj"]["kept"] > 0
+    prompts = shards.read_dir(out2 / "mj")["prompt"]
+    assert not prompts.str.contains("--").any()
+    assert shards.read_dir(out / "mj")["prompt"].str.endswith("--ar 16:9 --v 5").all() and not plain["mj"]["syntax_stripped"]
+    assert len(meta) == 575
