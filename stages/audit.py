@@ -2,7 +2,7 @@
 
 The probe, cross-fitted with train's settings on prompt-grouped folds, gives out-of-fold probabilities that
 feed cleanlab's find_label_issues over the original training images; the most suspect ones get thumbnails
-for review (train source only, until sources say whether their images may be redistributed). Per platform,
+for review, unless the train source may not be redistributed (`redistribute: false`). Per platform,
 CROWDLAB compares the keyword, LLM and gold labellers on the images they share.
 """
 from __future__ import annotations
@@ -46,14 +46,15 @@ def main(root: str | Path = ".") -> dict:
     schemas.write("label_issues", table, project.path(paths.AUDIT_ISSUES))
     project.path(paths.PLOTS).mkdir(exist_ok=True)
     per_class.to_csv(project.path(paths.LABEL_NOISE), index=False, float_format="%.6f")
-    suspects = table[table["issue"]].head(p.audit.review_top).merge(prompts, on="image_id", how="left")
+    shareable = p.sources[p.train_source].redistribute  # else: no thumbnail, prompt or image id leaves the machine
+    suspects = table[table["issue"]].head(p.audit.review_top if shareable else 0).merge(prompts, on="image_id", how="left")
     review = write_review(suspects, read_images(shards.shard_files(sample_dir), list(suspects["image_id"])),
                           project.path(paths.AUDIT_REVIEW), p.audit.thumb_side)
 
     metrics = {**tally.report(len(rows)), "folds": p.audit.folds, "issues": int(table["issue"].sum()),
                "issue_rate": float(table["issue"].mean()),
                "oof_accuracy": float(table["label"].eq(table["suggested"]).mean()),
-               **{f"review.{k}": v for k, v in review.items()}}
+               "review.withheld": not shareable, **{f"review.{k}": v for k, v in review.items()}}
     for c in per_class.to_dict("records"):
         metrics.update({f"class.{c['class']}.{k}": c[k] for k in ("images", "issues", "noise_rate", "quality")})
     oof = dict(zip(fit.loc[audited, "image_id"], probs[audited]))

@@ -41,13 +41,15 @@ def map_platform(p, project: paths.Project, platform: str, classes: list[str]) -
     scatter_png(points, classes, f"{platform}: {len(points)} images (UMAP, fit on {fit['fit']})",
                 project.path(paths.MAP_PNG, f"{platform}.png"), p.seed)
 
-    shown = draw_order(points, p.seed)
-    details = read_details(shards.shard_files(project.path(paths.SAMPLE, platform)),
-                           set(shown["image_id"].iloc[:DETAIL_POINTS]))
-    counts = write_explorer(project.path(paths.EXPLORE, platform), shown, details, classes, platform)
     metrics.update({**Rejects(kept=len(points)).report(len(pred), platform), f"{platform}.fit": fit["fit"],
                     f"{platform}.transformed": fit["transformed"], f"{platform}.trustworthiness": fit["trustworthiness"],
-                    **{f"{platform}.{k}": v for k, v in counts.items()}})
+                    f"{platform}.explorer_withheld": not p.sources[platform].redistribute})
+    if p.sources[platform].redistribute:  # the explorer carries per-image rows, prompts and thumbnails
+        shown = draw_order(points, p.seed)
+        details = read_details(shards.shard_files(project.path(paths.SAMPLE, platform)),
+                               set(shown["image_id"].iloc[:DETAIL_POINTS]))
+        counts = write_explorer(project.path(paths.EXPLORE, platform), shown, details, classes, platform)
+        metrics.update({f"{platform}.{k}": v for k, v in counts.items()})
     return metrics
 
 

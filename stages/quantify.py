@@ -4,7 +4,8 @@ Fits QuaPy's quantifiers on the calibrated validation predictions, picks the def
 artificial-prevalence error, estimates every platform's shares with every method, each with a bootstrap
 interval, tests every pair of platforms for differences, and measures how far each
 platform's embeddings lie from the training images (MMD², against the validation split's as yardstick).
-Writes metrics/quantify.json and plots/{prevalence,prevalence_differences,shift}.csv, which the report reads.
+Where the sample recorded when images were made, shares by month (the default method) show trends.
+Writes metrics/quantify.json and plots/{prevalence,prevalence_differences,shift,trends}.csv, which the report reads.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stylemap import entry, paths
+from stylemap import entry, paths, shards
 from stylemap.files import write_json
 from stylemap.model import quantify, shift
 from stylemap.model.embedding import read_training_embeddings
@@ -41,6 +42,19 @@ def training_and_validation(project: paths.Project, p) -> tuple[pd.DataFrame, pd
     return rows[rows["split"] == "train"], rows[rows["split"] == "val"]
 
 
+def monthly(project: paths.Project, platform: str, method: str, val_probs: np.ndarray, y: np.ndarray,
+            probs: np.ndarray, min_images: int, classes: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Style shares by month of creation, where the sample recorded when each image was made."""
+    ids = pd.read_parquet(project.path(paths.PREDICT, f"{platform}.parquet"), columns=["image_id"])["image_id"]
+    stamps = shards.read_dir(project.path(paths.SAMPLE, platform), columns=["image_id", "timestamp"])
+    when = ids.map(stamps.drop_duplicates("image_id").set_index("image_id")["timestamp"])
+    dated = when.notna().to_numpy()
+    months = when[dated].dt.strftime("%Y-%m").reset_index(drop=True)
+    frame, small = quantify.by_month(method, val_probs, y, probs[dated], months, min_images, classes)
+    return frame, {"months": int(frame["month"].nunique()), "images_undated": int((~dated).sum()),
+                   "images_in_small_months": small}
+
+
 def main(root: str | Path = ".") -> dict:
     p = for_stage("quantify", root)
     q = p.quantify
@@ -61,7 +75,7 @@ def main(root: str | Path = ".") -> dict:
     metrics: dict = {"default_method": default, "val_images": len(y), "shift.baseline_mmd2": baseline,
                      "shift.threshold": threshold, **{f"app_mae.{m}": e for m, e in errors.items()}}
 
-    prevalence, shifts, replicates, points = [], [], {}, {}
+    prevalence, shifts, trends, replicates, points = [], [], [], {}, {}
     for platform in p.platforms:
         predictions = project.path(paths.PREDICT, f"{platform}.parquet")
         if not predictions.exists():
@@ -77,6 +91,10 @@ def main(root: str | Path = ".") -> dict:
             prevalence.append(pd.DataFrame({"platform": platform, "method": method, "default": method == default,
                                             "style": classes, "share": point, "lo": lo, "hi": hi}))
             metrics.update({f"{platform}.{method}.{c}": float(v) for c, v in zip(classes, point)})
+
+        trend, trend_metrics = monthly(project, platform, default, val_probs, y, probs, q.trend_min_images, classes)
+        trends.append(trend.assign(platform=platform))
+        metrics.update({f"{platform}.trend.{k}": v for k, v in trend_metrics.items()})
 
         side, counts = shift.platform_embeddings(project.path(paths.EMBED, platform), set(train["image_id"]),
                                                  q.shift_rows, p.seed)
@@ -105,6 +123,9 @@ def main(root: str | Path = ".") -> dict:
         .to_csv(project.path(paths.PREVALENCE), index=False, float_format="%.6f")
     pd.DataFrame(differences, columns=["platform_a", "platform_b", "style", "difference", "lo", "hi", "significant"]) \
         .to_csv(project.path(paths.PREVALENCE_DIFFERENCES), index=False, float_format="%.6f")
+    trend_columns = ["platform", "month", "style", "share", "images"]
+    (pd.concat(trends, ignore_index=True)[trend_columns] if trends else pd.DataFrame(columns=trend_columns)) \
+        .to_csv(project.path(paths.TRENDS), index=False, float_format="%.6f")
     pd.DataFrame(shifts, columns=SHIFT_COLUMNS).to_csv(project.path(paths.SHIFT), index=False, float_format="%.6f")
     write_json(project.metrics("quantify"), metrics)
     return metrics

@@ -59,10 +59,10 @@ def main(root: str | Path = ".") -> dict:
         platforms=p.platforms, classes=classes, summaries=summaries, ambiguity=stack_summaries(ambiguity, "ambiguity"),
         prevalence=pd.read_csv(project.path(paths.PREVALENCE)),
         differences=pd.read_csv(project.path(paths.PREVALENCE_DIFFERENCES)),
-        shift=pd.read_csv(project.path(paths.SHIFT)),
+        shift=pd.read_csv(project.path(paths.SHIFT)), trends=pd.read_csv(project.path(paths.TRENDS), dtype={"month": str}),
         calibration=json.loads(project.path(paths.CALIBRATION).read_text()),
         review=review_rows(project.path(paths.AUDIT_REVIEW)), noise=pd.read_csv(project.path(paths.LABEL_NOISE)),
-        pngs=pngs, note=note))
+        pngs=pngs, shareable={pl for pl in p.platforms if p.sources[pl].redistribute}, note=note))
     write_text_atomic(project.path(paths.REPORT), page)
     return {"platforms": len(ambiguity)}
 

@@ -217,6 +217,7 @@ class Quantify(Strict):
     confidence: float = Field(gt=0, lt=1)
     shift_rows: int = Field(ge=2)  # embeddings per side in the MMD² shift measure
     shift_factor: float = Field(ge=1)  # a platform's MMD² above this many times the validation split's warns
+    trend_min_images: int = Field(ge=1)  # months with fewer dated images get no share (counted)
 
     @model_validator(mode="after")
     def _cc_listed(self):

@@ -23,6 +23,7 @@ run with the same seed (checked with quapy 0.2.3).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import quapy as qp
 from quapy.data import LabelledCollection
 from quapy.method.aggregative import ACC, CC, EMQ, PACC, PCC
@@ -114,6 +115,22 @@ def bootstrap(methods: list[str], val_probs: np.ndarray, y: np.ndarray, platform
         for m in methods:
             replicates[m].append(fit(m, val_probs[index], y[index]).predict(sample))
     return {m: np.stack(r) for m, r in replicates.items()}
+
+
+def by_month(method: str, val_probs: np.ndarray, y: np.ndarray, probs: np.ndarray, months: pd.Series,
+             min_images: int, classes: list[str]) -> tuple[pd.DataFrame, int]:
+    """Shares per calendar month (month, style, share, images) from `method` fitted on validation, and the
+    number of images in months with fewer than `min_images` (too few for a share: left out, counted)."""
+    quantifier = fit(method, val_probs, y)
+    rows, skipped = [], 0
+    for month, index in months.groupby(months, sort=True).indices.items():
+        if len(index) < min_images:
+            skipped += len(index)
+            continue
+        rows.append(pd.DataFrame({"month": month, "style": classes, "share": quantifier.predict(probs[index]),
+                                  "images": len(index)}))
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["month", "style", "share", "images"])
+    return frame, skipped
 
 
 def interval(replicates: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

@@ -29,10 +29,12 @@ class Inputs:
     prevalence: pd.DataFrame  # quantify: platform, method, default, style, share, lo, hi
     differences: pd.DataFrame  # quantify: platform_a, platform_b, style, difference, lo, hi, significant
     shift: pd.DataFrame  # quantify: platform, mmd2, threshold, baseline_mmd2, shifted, ...
+    trends: pd.DataFrame  # quantify: platform, month, style, share, images
     calibration: dict  # evaluate: temperature, ece, ece_calibrated
     review: pd.DataFrame  # audit: image_id, given, suggested, quality, thumb (data URI or None)
     noise: pd.DataFrame  # audit: class, noise_rate
     pngs: dict[str, Path]
+    shareable: set[str]  # platforms whose per-image data may be shared (`redistribute`): they get an explorer link
     note: str
 
 
@@ -67,6 +69,26 @@ def histogram_svg(hist: pd.DataFrame) -> str:
     return f'<svg width="300" height="118">{"".join(cols)}{axis}</svg>'
 
 
+def trends_svg(trend: pd.DataFrame, colors: dict[str, str]) -> str:
+    """One line per style over the months (at least two), shares on a 0-max axis; months label the x axis."""
+    months = sorted(trend["month"].unique())
+    if len(months) < 2:
+        return ""
+    top = max(float(trend["share"].max()), 1e-9)
+    x = {m: 30 + k * 400 / (len(months) - 1) for k, m in enumerate(months)}
+    lines = []
+    for style, rows in trend.groupby("style", sort=True):
+        points = " ".join(f"{x[m]:.1f},{110 - 100 * v / top:.1f}" for m, v in zip(rows["month"], rows["share"]))
+        lines.append(f'<polyline points="{points}" fill="none" stroke="{colors.get(style, "#888")}" stroke-width="2">'
+                     f"<title>{esc(style)}</title></polyline>")
+    labels = "".join(f'<text x="{x[m]:.1f}" y="126" font-size="10" text-anchor="middle">{esc(m)}</text>' for m in months)
+    images = trend.drop_duplicates("month").set_index("month")["images"]
+    note = ", ".join(f"{m}: {images[m]}" for m in months)
+    return (f"<h3>style shares by month (up to {top:.0%}; images per month {esc(note)}; no intervals)</h3>"
+            f'<svg width="460" height="132"><text x="0" y="14" font-size="10">{top:.0%}</text>'
+            f'<text x="0" y="110" font-size="10">0</text>{"".join(lines)}{labels}</svg>')
+
+
 def shift_warning(row: pd.Series | None) -> str:
     """A visible warning when the platform's images lie far from the training images; else the measured distance."""
     if row is None:
@@ -89,15 +111,17 @@ def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
     adjusted, cc = mine[mine["default"]], mine[mine["method"] == "cc"]
     shift = d.shift[d.shift["platform"] == platform]
     png = d.pngs.get(platform)
-    image = (f'<img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="UMAP of {name}">'
-             f'<p><a href="../data/explore/{name}/index.html">interactive map</a></p>' if png
-             else "<p>no map (too few images)</p>")
+    link = (f'<p><a href="../data/explore/{name}/index.html">interactive map</a></p>' if platform in d.shareable
+            else "<p>no interactive map: this corpus's terms forbid sharing per-image data</p>")
+    image = (f'<img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="UMAP of {name}">{link}'
+             if png else "<p>no map (too few images)</p>")
     method = adjusted["method"].iloc[0] if len(adjusted) else "-"
     return (f"<section><h2>{name}</h2>{shift_warning(shift.iloc[0] if len(shift) else None)}"
             f"<p>{s[f'{platform}.kept']} images &middot; mean confidence {s[f'{platform}.mean_confidence']:.3f}"
             f" &middot; mean ambiguity {s[f'{platform}.mean_ambiguity']:.3f}</p>"
             f"<h3>style prevalence: {esc(method)} with its 95% interval; black tick = classify-and-count</h3>"
             f"{shares_svg(adjusted, cc, colors)}"
+            f"{trends_svg(d.trends[d.trends['platform'] == platform], colors)}"
             f"<h3>style ambiguity (normalised entropy)</h3>{histogram_svg(d.ambiguity[d.ambiguity['platform'] == platform])}"
             f"<h3>UMAP</h3>{image}</section>")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from stylemap.model import quantify
@@ -65,3 +66,15 @@ def test_bootstrap_interval_covers_the_truth_and_is_seeded(data):
     np.testing.assert_array_equal(reps, again)  # seeded, and one method's replicates do not depend on the others
     cc_lo, cc_hi = quantify.interval(both["cc"], 0.95)
     assert not (cc_lo[0] <= truth[0] <= cc_hi[0])  # the biased count's interval misses the truth: precise, not right
+
+
+def test_by_month_follows_a_drifting_prevalence_and_counts_small_months(data):
+    val_probs, y_val, _, _ = data
+    rng = np.random.default_rng(3)
+    y = np.r_[rng.choice(K, 800, p=[0.7, 0.1, 0.1, 0.1]), rng.choice(K, 800, p=[0.1, 0.1, 0.1, 0.7]), [0] * 5]
+    months = pd.Series(["2022-08"] * 800 + ["2022-09"] * 800 + ["2022-10"] * 5)
+    frame, small = quantify.by_month("acc", val_probs, y_val, biased_probe(y, rng), months, 30, ["a", "b", "c", "d"])
+    assert small == 5 and sorted(frame["month"].unique()) == ["2022-08", "2022-09"]
+    share = frame.set_index(["month", "style"])["share"]
+    assert share["2022-08", "a"] == pytest.approx(0.7, abs=0.07) and share["2022-09", "d"] == pytest.approx(0.7, abs=0.07)
+    assert frame.groupby("month")["share"].sum().tolist() == pytest.approx([1.0, 1.0])

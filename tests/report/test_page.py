@@ -23,11 +23,13 @@ def inputs(**changes) -> Inputs:
                                   "lo": [0.1, -0.4, -0.1], "hi": [0.5, 0.01, 0.1], "significant": [True, False, False]}),
         shift=pd.DataFrame({"platform": ["a", "b"], "mmd2": [0.01, 0.5], "threshold": [0.06, 0.06],
                             "baseline_mmd2": [0.02, 0.02], "shifted": [False, True]}),
+        trends=pd.DataFrame({"platform": "a", "month": ["2022-08"] * 3 + ["2022-09"] * 3, "style": CLASSES * 2,
+                             "share": [0.5, 0.4, 0.1, 0.2, 0.6, 0.2], "images": [40] * 3 + [35] * 3}),
         calibration={"temperature": 2.5, "val_images": 40, "ece": 0.3, "ece_calibrated": 0.08},
         review=pd.DataFrame({"image_id": ["a/1"], "given": ["anime"], "suggested": ["photo"], "quality": [0.01],
                              "thumb": ["data:image/jpeg;base64,AAAA"]}),
         noise=pd.DataFrame({"class": CLASSES, "noise_rate": [0.25, 0.0, 0.5]}),
-        pngs={}, note="<note>")
+        pngs={}, shareable={"a", "b"}, note="<note>")
     return Inputs(**{**base, **changes})
 
 
@@ -77,3 +79,18 @@ def test_map_png_is_inlined_with_a_link_to_the_explorer(tmp_path):
     assert "data:image/png;base64,iVBORw0KGgpmYWtl" in section(page, "a")
     assert 'href="../data/explore/a/index.html"' in section(page, "a")
     assert "no map (too few images)" in section(page, "b") and "explore/b" not in section(page, "b")
+
+
+def test_trends_draw_one_line_per_style_where_two_months_exist():
+    page = report_html(inputs())
+    a, b = section(page, "a"), section(page, "b")
+    assert "style shares by month (up to 60%; images per month 2022-08: 40, 2022-09: 35" in a
+    assert a.count("<polyline") == 3 and ">2022-09<" in a
+    assert "by month" not in b  # no dated images: no trend chart
+
+
+def test_a_platform_that_may_not_be_shared_gets_no_explorer_link(tmp_path):
+    png = tmp_path / "a.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    a = section(report_html(inputs(pngs={"a": png}, shareable={"b"})), "a")
+    assert "data:image/png;base64," in a and "explore/a" not in a and "terms forbid sharing per-image data" in a

@@ -9,9 +9,11 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from stages import (audit, balance, demo, describe, embed, evaluate, label, map, predict, quantify, report, sample,
                     train)
+from stylemap import shards
 from stylemap.testing import write_params
 
 
@@ -88,6 +90,33 @@ def test_stages_in_dvc_order(project):
     assert "<h2>demo</h2>" in page and "absent" in page.split("<h2>horde</h2>")[1]
     assert f"style prevalence: {qu['default_method']} with its 95% interval" in page and "Label audit (cleanlab)" in page
     assert 'class="warning"' not in page  # demo is the training corpus: no shift warning
+
+
+def test_a_source_that_may_not_be_redistributed_leaves_only_aggregates(project):
+    """JourneyDB's terms: no thumbnail, prompt or per-image row of it in the explorer, report or any git-tracked file."""
+    params_file = project / "params.yaml"
+    kept = params_file.read_text()
+    try:
+        raw = yaml.safe_load(kept)
+        raw["sources"]["demo"]["redistribute"] = False
+        params_file.write_text(yaml.safe_dump(raw))
+        au, mp = audit.main(project), map.main(project)
+        quantify.main(project)
+        report.main(project)
+        assert au["review.withheld"] is True and au["review.thumbnails"] == 0
+        assert mp["demo.explorer_withheld"] is True and not (project / "data/explore/demo").exists()
+        page = (project / "plots/report.html").read_text()
+        assert "data:image/jpeg" not in page and "explore/demo" not in page and "No label issue found." in page
+        ids = set(pd.read_parquet(project / "data/predict/demo.parquet")["image_id"])
+        names = {i.split("/", 1)[1] for i in ids}
+        prompts = set(shards.read_dir(project / "data/sample/demo", columns=["prompt"])["prompt"])
+        for shared in [*project.glob("plots/**/*.*"), *project.glob("metrics/*.json")]:  # git-tracked outputs
+            text = shared.read_text(errors="ignore") if shared.suffix != ".png" else ""
+            leaked = [v for v in (*ids, *names, *prompts) if v in text]
+            assert not leaked, (shared, leaked[:3])
+        assert (project / "data/predict/demo.parquet").exists()  # per-image data stays in DVC-cached outputs
+    finally:
+        params_file.write_text(kept)
 
 
 def test_stage_reading_an_undeclared_param_fails(project, monkeypatch):
