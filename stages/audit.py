@@ -15,7 +15,7 @@ import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_json
-from stylemap.labels.agreement import gold_classes
+from stylemap.labels.agreement import gold_classes, top3_agreement
 from stylemap.labels.audit import annotations, cross_fit_probs, find_issues, labeller_quality, probe_settings
 from stylemap.labels.review import read_images, write_review
 from stylemap.model.embedding import read_training_embeddings
@@ -84,11 +84,13 @@ def _labellers(project: paths.Project, p: Params, platform: str, classes: list[s
     if not predictions.exists():
         return {"skipped": "absent: no predictions"}
     labels = pd.read_parquet(project.path(paths.LABELS, f"{platform}.parquet"),
-                             columns=["image_id", "keywords_styles", "llm_styles"])
-    rows = pd.read_parquet(predictions, columns=["image_id", "probs"]).merge(labels, on="image_id", how="left")
+                             columns=["image_id", "keywords_styles", "llm_styles", "annotation_styles"])
+    rows = pd.read_parquet(predictions, columns=["image_id", "probs", "top3"]).merge(labels, on="image_id", how="left")
     gold = gold_classes(rows["image_id"].str.split("/", n=1).str[1], project.root / p.sources[platform].path)
     probs = np.stack([oof.get(i, q) for i, q in zip(rows["image_id"], rows["probs"])])
-    return labeller_quality(annotations(rows, gold, classes), probs)
+    external = top3_agreement(rows["annotation_styles"], rows["top3"], classes)
+    return {**labeller_quality(annotations(rows, gold, classes), probs),
+            **{f"external.{k}": v for k, v in external.items()}}
 
 
 if __name__ == "__main__":

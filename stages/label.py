@@ -13,7 +13,7 @@ import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_json
-from stylemap.labels.agreement import agreement_report, gold_classes, keyword_labels
+from stylemap.labels.agreement import agreement_report, annotation_labels, gold_classes, keyword_labels
 from stylemap.labels.taxonomy import load_taxonomy
 from stylemap.params import RUN_KNOBS, for_stage
 from stylemap.rejects import Rejects
@@ -69,6 +69,9 @@ def main(root: str | Path = ".") -> dict:
                 labels = labels.merge(llm, on="image_id", how="left", validate="one_to_one")
             else:
                 labels = labels.assign(**{c: None for c in LLM_COLUMNS})
+            annotated = shards.read_dir(project.path(paths.SAMPLE, source), columns=["image_id", "annotated_styles"])
+            labels["annotation_styles"] = annotation_labels(
+                labels["image_id"].map(annotated.set_index("image_id")["annotated_styles"]), taxonomy)
             labels["styles"] = labels[f"{p.label.train_labeler}_styles"]
             labels["taxonomy_version"] = taxonomy.version
             schemas.write("labels", labels, out_dir / f"{source}.parquet")

@@ -47,6 +47,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("llm_raw", string_list), ("llm_styles", string_list), ("llm_unmapped", string_list), ("llm_status", pa.string()),
         ("llm_error", pa.string()), ("llm_model", pa.string()), ("llm_prompt_hash", pa.string()),
         ("llm_sampling", pa.string()), ("vllm_version", pa.string()),
+        ("annotation_styles", string_list),  # the corpus's own style annotations through the taxonomy (null: none)
         _key("styles", string_list), _key("taxonomy_version", pa.int64()),
     ]),
     "recipes": pa.schema([

@@ -2,12 +2,17 @@
 
 - `make_params` / `write_params`: the one params builder: the repository's params.yaml with dotted-key
   overrides, validated (and written into a temporary project directory for stages to read).
+- `horde_rows` / `write_journeydb`: the shared Horde images, and a JourneyDB tree packed from any rows, so the
+  corpus readers are tested and benchmarked on real generated images.
 - Four visually distinct styles drawn with numpy, written as real sample shards and balance recipes
   (`make_project`), and a randomly initialised open_clip checkpoint for the production loading path.
 """
 from __future__ import annotations
 
 import io
+import json
+import tarfile
+import zipfile
 from pathlib import Path
 
 import imagehash
@@ -17,6 +22,7 @@ import yaml
 from PIL import Image, ImageFilter
 
 from stylemap import schemas
+from stylemap.corpus.journeydb import ANNOTATIONS
 from stylemap.params import REPO, Params, merge, parse, resolve
 
 HORDE = REPO.parent / "shared/data/horde-diffusiondb"
@@ -72,7 +78,8 @@ def sample_frame(source: str, per_style: int, seed: int = 0, per_prompt: int = 2
             rows.append({"image_id": f"{source}/{name}", "source": source, "image_name": name, "part_id": 1,
                          "prompt": f"a {style} picture, scene {i // per_prompt}", "seed": i, "cfg": 7.0, "steps": 30,
                          "sampler": "k_euler", "width": image.width, "height": image.height,
-                         "phash": str(imagehash.phash(image)), "style": style, "image_bytes": encode_png(image)})
+                         "phash": str(imagehash.phash(image)), "style": style, "image_bytes": encode_png(image),
+                         "timestamp": pd.Timestamp("2022-08-01", tz="UTC"), "annotated_styles": None})
     return pd.DataFrame(rows)
 
 
@@ -152,3 +159,40 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
         at = int(rng.integers(0, min(len(raw), 64)))
         raw[at:at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff"])
     return bytes(raw)
+
+
+# ---------- corpus layouts packed from real images ----------
+
+def horde_rows(limit: int | None = None) -> list[dict]:
+    """The shared Horde corpus's first `limit` images: name, bytes (WebP), prompt, Horde part and Horde style."""
+    meta = pd.read_parquet(HORDE / "metadata.parquet").head(limit)
+    styles = pd.read_csv(HORDE / "styles.csv").set_index("image_name")["horde_style"]
+    rows = []
+    for part_id, part in meta.groupby("part_id", sort=True):
+        with zipfile.ZipFile(HORDE / "images" / f"part-{part_id:06d}.zip") as zf:
+            rows += [{"image_name": r.image_name, "data": zf.read(r.image_name), "prompt": r.prompt,
+                      "part_id": int(part_id), "style": styles.get(r.image_name)} for r in part.itertuples()]
+    return rows
+
+
+def write_journeydb(root: Path, lines: list, parts: dict[int, dict], split: str = "train") -> Path:
+    """A JourneyDB tree at root: `lines` (dicts, or text written as is: a malformed line) in the split's annotation
+    tgz, and parts {part_id: {member name: bytes, or a TarInfo for a link/directory}} as data/<split>/imgs/NNN.tgz."""
+    folder = root / "data" / split
+    (folder / "imgs").mkdir(parents=True, exist_ok=True)
+    jsonl = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
+    _write_tgz(folder / ANNOTATIONS[split], {ANNOTATIONS[split].removesuffix(".tgz"): jsonl})
+    for part_id, members in parts.items():
+        _write_tgz(folder / "imgs" / f"{part_id:03d}.tgz", members)
+    return root
+
+
+def _write_tgz(path: Path, members: dict) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            if isinstance(data, tarfile.TarInfo):
+                tar.addfile(data)
+            else:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), 1_700_000_000
+                tar.addfile(info, io.BytesIO(data))

@@ -2,12 +2,15 @@
 
 - `keyword_labels`: deterministic, finds taxonomy synonyms in the description (the baseline, always run);
 - the LLM labeler lives in stylemap.teacher.tasks; `agreement_report` compares the two on the images both
-  labelled (the LLM may label only a seeded subset, `label.llm_subset`).
+  labelled (the LLM may label only a seeded subset, `label.llm_subset`);
+- a corpus's own annotations (JourneyDB's Task1.Style) become one more labeller through the taxonomy's
+  synonyms (`annotation_labels`), and an external check of the probe (`top3_agreement`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from stylemap.labels.taxonomy import Taxonomy
@@ -86,3 +89,31 @@ def gold_classes(image_names: pd.Series, source_path: Path) -> pd.Series | None:
         return None
     gold = pd.read_csv(csv, dtype=str).drop_duplicates("image_name").set_index("image_name")["style_class"]
     return image_names.map(gold).fillna("").reset_index(drop=True)
+
+
+def annotation_labels(annotated: pd.Series, taxonomy: Taxonomy) -> pd.Series:
+    """A corpus's own style annotations (JourneyDB's Task1.Style) as taxonomy categories, first mention first;
+    None where the corpus annotated nothing, [] where no annotated name maps to a category."""
+    def categories(names) -> list[str] | None:
+        if names is None or not pd.api.types.is_list_like(names):
+            return None
+        found = [taxonomy.to_category(str(n)) for n in names]
+        return list(dict.fromkeys(c for c in found if c))
+    return annotated.map(categories)
+
+
+def top3_agreement(annotation_styles: pd.Series, top3: pd.Series, classes: list[str]) -> dict:
+    """Per probe class: images a corpus annotated with it, and the share of them where it is in the probe's top-3.
+
+    An external check that costs nothing: the annotations were made by the corpus's authors, not by us."""
+    report: dict = {}
+    pairs = [(c, c in set(t)) for styles, t in zip(annotation_styles, top3) if pd.api.types.is_list_like(styles)
+             for c in styles if c in classes]
+    for c in classes:
+        hits = [hit for name, hit in pairs if name == c]
+        if hits:
+            report[f"{c}.images"] = len(hits)
+            report[f"{c}.top3_agreement"] = float(np.mean(hits))
+    report["pairs"] = len(pairs)
+    report["top3_agreement"] = float(np.mean([hit for _, hit in pairs])) if pairs else 0.0
+    return report

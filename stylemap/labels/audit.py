@@ -19,7 +19,6 @@ from sklearn.model_selection import StratifiedGroupKFold
 from stylemap.model.probe import fit_probe, predict_proba
 from stylemap.params import Train
 
-LABELLERS = ("keywords", "llm", "gold")
 
 
 def probe_settings(card: dict) -> Train:
@@ -76,13 +75,16 @@ def primary_classes(styles: pd.Series, classes: list[str]) -> np.ndarray:
 
 
 def annotations(labels: pd.DataFrame, gold: pd.Series | None, classes: list[str]) -> pd.DataFrame:
-    """One column per labeller (keywords, llm, gold), one row per image: class index, NaN = no annotation.
+    """One column per labeller (keywords, llm, the corpus's own annotation, gold), one row per image: class
+    index, NaN = no annotation.
 
-    The LLM's column is NaN outside its subset; gold's is NaN where the corpus has no styles.csv entry."""
+    The LLM's column is NaN outside its subset; annotation's where the corpus annotates no style; gold's where
+    the corpus has no styles.csv entry."""
     gold_styles = pd.Series([[]] * len(labels)) if gold is None else gold.map(lambda g: [g] if g else [])
     return pd.DataFrame({
         "keywords": primary_classes(labels["keywords_styles"], classes),
         "llm": primary_classes(labels["llm_styles"], classes),
+        "annotation": primary_classes(labels["annotation_styles"], classes),
         "gold": primary_classes(gold_styles, classes),
     }, index=labels["image_id"].to_numpy())
 

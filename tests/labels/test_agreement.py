@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from stylemap.labels.agreement import agreement_report, gold_classes, keyword_labels
+from stylemap.labels.agreement import (agreement_report, annotation_labels, gold_classes, keyword_labels,
+                                      top3_agreement)
 
 
 def test_keyword_labels_in_order_of_mention_up_to_max(taxonomy):
@@ -54,3 +55,16 @@ def test_keywords_agree_with_horde_gold_classes(taxonomy, horde):
     report = agreement_report(labels, gold)
     assert report["keywords"]["vs_gold"]["n"] == 101
     assert report["keywords"]["vs_gold"]["any"] > 0.5  # prompts of these presets name their style
+
+
+def test_corpus_annotations_map_through_the_taxonomy_and_check_the_probe(taxonomy):
+    annotated = pd.Series([["Watercolor painting", "Impressionism"], ["nonsense style"], None, ["pixel art", "watercolour"]])
+    labels = annotation_labels(annotated, taxonomy)
+    assert labels[0] == ["watercolor", "impressionism"] and labels[1] == [] and labels[2] is None
+    assert labels[3] == ["pixel_art", "watercolor"]  # "watercolour" is a synonym
+    top3 = pd.Series([["watercolor", "anime", "photography"], ["anime"] * 3, ["anime"] * 3, ["anime", "x", "y"]])
+    report = top3_agreement(labels, top3, ["anime", "photography", "pixel_art", "watercolor"])
+    assert report["watercolor.images"] == 2 and report["watercolor.top3_agreement"] == 0.5
+    assert report["pixel_art.images"] == 1 and report["pixel_art.top3_agreement"] == 0.0
+    assert "anime.images" not in report and report["pairs"] == 3  # impressionism is no probe class here
+    assert report["top3_agreement"] == pytest.approx(1 / 3)

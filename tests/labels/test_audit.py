@@ -66,10 +66,12 @@ def test_cross_fitting_never_splits_a_prompt_group(monkeypatch):
 def test_each_labeller_contributes_its_first_style_when_it_is_a_probe_class():
     labels = pd.DataFrame({"image_id": ["h/a", "h/b", "h/c"],
                            "keywords_styles": [["poster", "sketch"], ["fantasy_art"], []],
-                           "llm_styles": [None, np.array(["poster"]), np.array(["sketch", "poster"])]})
+                           "llm_styles": [None, np.array(["poster"]), np.array(["sketch", "poster"])],
+                           "annotation_styles": [None, [], ["sketch"]]})
     out = annotations(labels, pd.Series(["", "poster", "oil_painting"]), CLASSES)
     assert out.index.tolist() == ["h/a", "h/b", "h/c"]
-    assert out.fillna(-1).to_dict("list") == {"keywords": [1, -1, -1], "llm": [-1, 1, 2], "gold": [-1, 1, -1]}
+    assert out.fillna(-1).to_dict("list") == {"keywords": [1, -1, -1], "llm": [-1, 1, 2], "annotation": [-1, -1, 2],
+                                             "gold": [-1, 1, -1]}
     assert np.isnan(annotations(labels, None, CLASSES)["gold"]).all()
     assert np.isnan(primary_classes(pd.Series([float("nan")]), CLASSES)).all()  # a predicted image with no labels row
 
