@@ -37,7 +37,7 @@ def main(root: str | Path = ".") -> dict:
     for name, src in resolved.items():
         if name in absent:
             continue
-        excluded = frozenset().union(*(drawn_names(resolved[other], p.sample.n, p.seed)
+        excluded = frozenset().union(*(drawn_names(resolved[other], resolved[other].n or p.sample.n, p.seed)
                                        for other in src.exclude if other not in absent))
         drawn, tally, ignored, n_excluded = sample_source(name, src, p.sample, p.seed, out_dir / name, code, excluded)
         metrics[name] = {**_nested(tally, drawn, name), "ignored_files": ignored,

@@ -55,6 +55,7 @@ class Source(Strict):
     optional: bool = False
     revision: str = "main"
     cache_dir: str = "data/hf-cache"
+    n: int | None = Field(default=None, ge=1)  # overrides sample.n for this source
     min_words: int | None = Field(default=None, ge=0)  # overrides sample.min_words for this platform
     endpoint: str = ""  # Hub URL; empty = huggingface_hub's default (tests point it at a local server)
 

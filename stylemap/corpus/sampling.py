@@ -210,8 +210,7 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
     Rows named in `excluded` (another source's draw, for a disjoint sample) are taken out before drawing.
     Returns (rows drawn, their tally, files of the corpus outside its layout: ignored, rows excluded)."""
     corpus = open_corpus(src)
-    if src.min_words is not None:
-        s = s.model_copy(update={"min_words": src.min_words})
+    s = s.model_copy(update={k: v for k, v in (("n", src.n), ("min_words", src.min_words)) if v is not None})
     meta = corpus.metadata()
     others = meta["image_name"].isin(excluded)
     drawn, unaddressable = draw(meta[~others], s.n, seed)

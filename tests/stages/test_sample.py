@@ -372,11 +372,12 @@ def test_nsfw_scores_above_their_params_are_counted_rejects(tmp_path):
 def test_an_excluded_source_never_draws_what_the_other_drew(make_params, tmp_path, horde):
     """The study's DiffusionDB analysis sample is disjoint from the training sample: same corpus, no shared image."""
     train = {"kind": "local", "path": str(horde), "min_words": 0}
-    metrics, out = run_sample(make_params, tmp_path, {"train": train, "analysis": {**train, "exclude": ["train"]}}, n=250)
+    analysis = {**train, "exclude": ["train"], "n": 300}  # the study: 500k training, 300k disjoint analysis
+    metrics, out = run_sample(make_params, tmp_path, {"train": train, "analysis": analysis}, n=250)
     names = {s: set(shards.read_dir(out / s)["image_name"]) for s in ("train", "analysis")}
     drawn = {s: names[s] | set(pd.read_parquet(out / "rejects.parquet").query("source == @s")["image_name"])
              for s in ("train", "analysis")}
-    assert len(drawn["train"]) == 250 and len(drawn["analysis"]) == 250 and not drawn["train"] & drawn["analysis"]
+    assert len(drawn["train"]) == 250 and len(drawn["analysis"]) == 300 and not drawn["train"] & drawn["analysis"]
     assert metrics["analysis"]["excluded_as_drawn_by"] == {"sources": ["train"], "rows": 250}
     with pytest.raises(Exception, match="must be a source listed before"):
         run_sample(make_params, tmp_path, {"a": {**train, "exclude": ["b"]}, "b": train})
