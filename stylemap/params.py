@@ -306,7 +306,11 @@ def resolve(raw: dict, origin: str = "params.yaml") -> dict:
     if not overrides.exists():
         known = ["cpu", *sorted(p.stem for p in PROFILES.glob("*.yaml"))]
         raise ParamsError(f"{origin}: profile {profile!r} is unknown; known: {known}")
-    return merge(raw, _read_yaml(overrides))
+    profile_raw = _read_yaml(overrides)
+    merged = merge(raw, profile_raw)
+    if "sources" in profile_raw:  # a profile names its own corpora: the CPU profile's demo ones do not carry over
+        merged["sources"] = profile_raw["sources"]
+    return merged
 
 
 def load(root: str | Path = ".", profile: str | None = None) -> Params:

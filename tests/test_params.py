@@ -28,6 +28,10 @@ def test_production_profile_holds_overrides_only_and_validates():
     assert (prod.embed.backend, prod.embed.arch, prod.embed.pretrained) == ("open_clip", "ViT-L-14-quickgelu", "openai")
     assert prod.describe.backend == "vlm" and prod.label.train_labeler == "llm" and prod.sample.min_words == 15
     assert prod.sources["diffusiondb"].kind == "hf" and prod.embed.augment == load(REPO).embed.augment
+    # the study's four sets, and none of the CPU profile's demo corpora (they would go through the 7B teachers)
+    assert list(prod.sources) == ["diffusiondb", "diffusiondb_analysis", "playgroundai", "journeydb"]
+    assert prod.sources["diffusiondb_analysis"].exclude == ["diffusiondb"] and prod.sources["journeydb"].redistribute is False
+    assert (prod.sources["journeydb"].format, prod.sources["journeydb"].syntax) == ("journeydb", "midjourney")
 
 
 def test_an_unknown_profile_is_named(tmp_path):
