@@ -17,14 +17,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import features
 
+from stylemap.corpus.local import IMAGE_SUFFIXES
 from stylemap.model.embedding import embed_images
 from stylemap.model.encoders import build_encoder
 from stylemap.model.probe import load_probe, load_temperature, predict_proba
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff",
-                  *([".avif"] if features.check_module("avif") else [])}
 CHUNK = 256  # files read into memory at once
 BATCH_SIZE = 32  # images per encoder call
 MAX_BYTES = 64 * 2**20  # default --max-bytes

@@ -22,7 +22,6 @@ import yaml
 from PIL import Image, ImageFilter
 
 from stylemap import schemas
-from stylemap.corpus.journeydb import ANNOTATIONS
 from stylemap.params import REPO, Params, merge, parse, resolve
 
 HORDE = REPO.parent / "shared/data/horde-diffusiondb"
@@ -178,6 +177,8 @@ def horde_rows(limit: int | None = None) -> list[dict]:
 def write_journeydb(root: Path, lines: list, parts: dict[int, dict], split: str = "train") -> Path:
     """A JourneyDB tree at root: `lines` (dicts, or text written as is: a malformed line) in the split's annotation
     tgz, and parts {part_id: {member name: bytes, or a TarInfo for a link/directory}} as data/<split>/imgs/NNN.tgz."""
+    from stylemap.corpus.journeydb import ANNOTATIONS
+
     folder = root / "data" / split
     (folder / "imgs").mkdir(parents=True, exist_ok=True)
     jsonl = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()

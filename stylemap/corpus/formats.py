@@ -74,7 +74,8 @@ def with_row_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 def open_corpus(src) -> Reader:
     """The reader for a source's `format` (params.Source)."""
-    from stylemap.corpus import diffusiondb
+    from stylemap.corpus import diffusiondb, folder, img2dataset, journeydb
 
-    readers = {"diffusiondb": diffusiondb.Corpus}
+    readers = {"diffusiondb": diffusiondb.Corpus, "journeydb": journeydb.Corpus, "img2dataset": img2dataset.Corpus,
+               "folder": folder.Corpus}
     return readers[src.format](src)

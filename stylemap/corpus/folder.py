@@ -1,0 +1,105 @@
+"""A folder of images (searched recursively), with the prompts in an optional `prompts.csv` or
+`prompts.jsonl` at its root: one row per image, `file_name` (its path relative to the folder, as Hugging
+Face's ImageFolder names it) and `prompt`, plus any of local.TABLE_FIELDS.
+
+Rows are the images found, named by relative path and cut into parts of PART_SIZE in sorted order, so
+sample streams the folder part by part like a DiffusionDB corpus. An image with no prompt row keeps prompt
+None: sample's prompt filter rejects it as `empty_prompt`, so a folder without a prompts file yields
+counted rejects only. Prompt rows naming no image, and files that are not images, are counted by
+`unexpected_files`.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from stylemap.corpus import local
+from stylemap.corpus.formats import CorpusError, safe_member_name, with_row_columns
+from stylemap.params import Source
+
+PART_SIZE = 1000  # images per part, as many as a DiffusionDB part holds
+PROMPT_FILES = ("prompts.csv", "prompts.jsonl")
+
+
+class Corpus:
+    """A folder of images with optional prompts (the formats.Reader interface)."""
+
+    def __init__(self, src: Source):
+        self.root = Path(src.path)
+
+    @cached_property
+    def _files(self) -> list[str]:
+        return local.walk(self.root)
+
+    @cached_property
+    def _images(self) -> list[str]:
+        return [f for f in self._files if Path(f).suffix.lower() in local.IMAGE_SUFFIXES]
+
+    @cached_property
+    def _prompts(self) -> tuple[str | None, pd.DataFrame]:
+        """(the prompts file's name or None, its rows indexed by file_name)."""
+        found = [name for name in PROMPT_FILES if name in self._files]
+        if len(found) > 1:
+            raise CorpusError(f"{self.root}: both {' and '.join(found)}: keep one")
+        if not found:
+            return None, pd.DataFrame(columns=["prompt"], index=pd.Index([], name="file_name"))
+        path = self.root / found[0]
+        try:
+            if path.suffix == ".csv":
+                table = pd.read_csv(path, dtype={"file_name": str, "prompt": str}, keep_default_na=False, na_values=[""])
+            else:
+                table = pd.read_json(path, lines=True, dtype=False)  # names and prompts kept as written
+        except (OSError, ValueError, UnicodeDecodeError) as err:  # pandas' ParserError is a ValueError
+            raise CorpusError(f"{path}: not readable as {path.suffix[1:]}: {type(err).__name__}: {err}") from None
+        missing = [c for c in ("file_name", "prompt") if c not in table.columns]
+        if missing:
+            raise CorpusError(f"{path}: missing columns {missing}")
+        repeated = table["file_name"][table["file_name"].duplicated()].astype(str).unique()
+        if len(repeated):
+            raise CorpusError(f"{path}: {len(repeated)} file names have more than one row, e.g. {list(repeated[:3])}")
+        return found[0], table.set_index("file_name")[[c for c in ("prompt", *local.TABLE_FIELDS) if c in table.columns]]
+
+    def metadata(self) -> pd.DataFrame:
+        if not self._images:
+            raise CorpusError(f"{self.root}: no image files ({', '.join(sorted(local.IMAGE_SUFFIXES))})")
+        _, prompts = self._prompts
+        rows = pd.DataFrame({"image_name": self._images, "part_id": [i // PART_SIZE for i in range(len(self._images))]})
+        rows = rows.join(prompts, on="image_name")
+        unsafe = ~rows["image_name"].map(safe_member_name)  # a backslash or drive-like name, as a file name on Linux
+        rows["reject"] = unsafe.map({True: "bad_image_path", False: ""})
+        rows["reject_detail"] = rows["image_name"].map(repr).where(unsafe, "")
+        return with_row_columns(rows)
+
+    def open_part(self, part_id: int, max_bytes: int) -> FolderPart:
+        return FolderPart(self.root)
+
+    def identity(self) -> str:
+        return local.identity(self.root, self._files)
+
+    def unexpected_files(self, part_ids) -> int:
+        """Files that are not images (the prompts file aside) plus prompt rows naming no image found; every
+        image found is a row, so `part_ids` leaves nothing else out."""
+        name, prompts = self._prompts
+        images = set(self._images)
+        return len(self._files) - len(images) - (name is not None) + int((~prompts.index.isin(images)).sum())
+
+
+class FolderPart:
+    """The folder, read one drawn image at a time; a link out of it or a file that is not regular is a reject."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def read(self, image_name: str, max_bytes: int) -> bytes:
+        return local.read_inside(self.root, image_name, max_bytes)
+
+    def fields(self, image_name: str) -> dict:
+        return {}  # the prompts file is the table: the part stores nothing else
+
+    def __enter__(self) -> FolderPart:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
