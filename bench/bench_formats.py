@@ -21,8 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+import pandas as pd  # noqa: E402
+
 from stylemap.corpus import demo  # noqa: E402
 from stylemap.corpus.formats import open_corpus  # noqa: E402
+from stylemap.corpus.repackage import to_webdataset  # noqa: E402
 from stylemap.corpus.sampling import sample_source  # noqa: E402
 from stylemap.params import Source  # noqa: E402
 from stylemap.testing import HORDE, horde_rows, make_params, write_journeydb  # noqa: E402
@@ -46,7 +49,25 @@ def build_journeydb(rows: list[dict], root: Path) -> Source:
     return Source(kind="local", path=str(root), format="journeydb", min_words=0)
 
 
-FORMATS = {"diffusiondb": build_diffusiondb, "journeydb": build_journeydb}
+def build_img2dataset(rows: list[dict], root: Path) -> Source:
+    """The DiffusionDB build, rewritten as img2dataset webdataset output by the repackage stage's writer."""
+    packed = build_diffusiondb(rows, root.with_name(root.name + "-source"))
+    root.mkdir(parents=True)
+    to_webdataset(open_corpus(packed), root, shard_size=100, max_bytes=CAP)
+    return Source(kind="local", path=str(root), format="img2dataset", layout="webdataset", min_words=0)
+
+
+def build_folder(rows: list[dict], root: Path) -> Source:
+    root.mkdir(parents=True)
+    for r in rows:
+        (root / r["image_name"]).write_bytes(r["data"])
+    pd.DataFrame({"file_name": [r["image_name"] for r in rows], "prompt": [r["prompt"] for r in rows]}) \
+        .to_csv(root / "prompts.csv", index=False)
+    return Source(kind="local", path=str(root), format="folder", min_words=0)
+
+
+FORMATS = {"diffusiondb": build_diffusiondb, "journeydb": build_journeydb, "img2dataset": build_img2dataset,
+           "folder": build_folder}
 
 
 def through_sample(src: Source, n: int, out: Path) -> tuple[float, int]:
@@ -93,6 +114,7 @@ def main() -> None:
     for fmt, b in best.items():
         print(f"{fmt:12s} {len(rows) / b['sample']:24.1f} {base['sample'] / b['sample']:6.2f} "
               f"{len(rows) / b['reader']:23.1f} {base['reader'] / b['reader']:6.2f}  {b['kept']}/{len(rows)}")
+
 
 if __name__ == "__main__":
     main()

@@ -81,6 +81,12 @@ class Demo(Strict):
     side: int = Field(ge=32, le=2048)  # not `size`: DVC's run cache drops nested keys named size/nfiles
 
 
+class Repackage(Strict):
+    source: str = Field(min_length=1)  # a DiffusionDB-layout folder, rewritten as img2dataset webdataset
+    shard_size: int = Field(ge=1)
+    max_member_bytes: int = Field(ge=1)
+
+
 class Sample(Strict):
     n: int = Field(ge=1)
     languages: list[str] = Field(min_length=1)
@@ -240,6 +246,7 @@ class Params(Strict):
     train_source: str
     platforms: list[str] = Field(min_length=1)
     demo: Demo
+    repackage: Repackage
     sample: Sample
     describe: Describe
     label: Label

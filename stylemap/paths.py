@@ -11,6 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 DEMO = "data/demo"
+REPACKAGED = "data/horde-wds"  # the Horde corpus as img2dataset webdataset output (repackage stage)
 SAMPLE = "data/sample"
 SAMPLE_REJECTS = "data/sample/rejects.parquet"
 DESCRIBE = "data/describe"

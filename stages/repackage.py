@@ -1,0 +1,44 @@
+"""repackage: the Horde corpus (DiffusionDB layout) written again as img2dataset's webdataset output.
+
+The CPU profile then reads its two platforms through two formats (demo: DiffusionDB; horde: img2dataset),
+as production reads DiffusionDB, img2dataset and JourneyDB. Where `repackage.source` is absent, the output
+folder stays empty and sample reports the platform absent. The corpus's gold classes (styles.csv) are
+carried over under the new keys.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from stylemap import entry, paths
+from stylemap.corpus.formats import open_corpus
+from stylemap.corpus.repackage import to_webdataset
+from stylemap.params import Source, for_stage
+
+
+def main(root: str | Path = ".") -> dict:
+    p = for_stage("repackage", root)
+    project = paths.Project(root)
+    source = project.root / p.repackage.source
+    out = project.path(paths.REPACKAGED)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    if not source.exists():
+        print(f"repackage: {source} is absent; {out} stays empty (the platform is reported absent)")
+        return {"absent": True}
+    corpus = open_corpus(Source(kind="local", path=str(source), format="diffusiondb"))
+    keys, counts = to_webdataset(corpus, out, p.repackage.shard_size, p.repackage.max_member_bytes)
+    gold = source / "styles.csv"
+    if gold.exists():
+        styles = pd.read_csv(gold, dtype=str)
+        styles["image_name"] = styles["image_name"].map(keys)
+        styles.dropna(subset=["image_name"]).to_csv(out / "styles.csv", index=False)
+    print(f"repackage: {counts['rows']} rows into {counts['shards']} webdataset shards "
+          f"({counts['failed_to_download']} unreadable, kept as failed rows)")
+    return {"absent": False, **counts}
+
+
+if __name__ == "__main__":
+    entry.run(main, "repackage")
