@@ -95,6 +95,7 @@ def main(root: str | Path = ".") -> dict:
         trend, trend_metrics = monthly(project, platform, default, val_probs, y, probs, q.trend_min_images, classes)
         trends.append(trend.assign(platform=platform))
         metrics.update({f"{platform}.trend.{k}": v for k, v in trend_metrics.items()})
+        metrics.update({f"{platform}.trend.{r.month}.{r.style}": r.share for r in trend.itertuples()})
 
         side, counts = shift.platform_embeddings(project.path(paths.EMBED, platform), set(train["image_id"]),
                                                  q.shift_rows, p.seed)

@@ -22,7 +22,8 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     write_params(root, {"demo.crops_per_subject": 1, "demo.side": 64, "label.run_llm": False,
                         "balance.min_count": 4, "balance.target": 12, "train.epochs": 30, "train.val_fraction": 0.3,
-                        "embed.workers": 0, "quantify.bootstrap": 40, "quantify.app_repeats": 20},
+                        "embed.workers": 0, "quantify.bootstrap": 40, "quantify.app_repeats": 20,
+                        "quantify.trend_min_images": 5},
                  replace={"sources": {"demo": {"kind": "local", "path": "data/demo"},
                                       "horde": {"kind": "local", "path": "absent", "optional": True}}})
     return root
@@ -82,6 +83,13 @@ def test_stages_in_dvc_order(project):
         assert ((estimate["lo"] <= estimate["share"] + 1e-6) & (estimate["share"] <= estimate["hi"] + 1e-6)).all()
     assert qu["demo.shift_rows"] == ev["val_images"] + card["split"]["near_duplicates_removed"]  # demo minus training images
     assert qu == pytest.approx(metrics(project, "quantify"), abs=1e-6)
+    trends = pd.read_csv(project / "plots/trends.csv", dtype={"month": str})
+    assert qu["demo.trend.months"] == trends["month"].nunique() >= 2  # the demo's synthetic dates span months
+    assert trends.groupby("month")["share"].sum().tolist() == pytest.approx([1.0] * qu["demo.trend.months"], abs=1e-3)
+    assert trends.drop_duplicates("month")["images"].sum() + qu["demo.trend.images_in_small_months"] \
+        + qu["demo.trend.images_undated"] == qu["demo.images"]
+    first = trends.iloc[0]
+    assert qu[f"demo.trend.{first.month}.{first['style']}"] == pytest.approx(first.share, abs=1e-6)
 
     mp = map.main(project)
     assert mp["demo.kept"] == pr["demo.kept"] and (project / "data/explore/demo/index.html").exists()
