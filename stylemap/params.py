@@ -147,6 +147,7 @@ class Label(Teacher):
     max_styles: int = Field(ge=1, le=10)
     taxonomy: str
     fewshot: str
+    prompt: Literal["completion", "chat"]  # completion for a base model; chat (its chat template) for Instruct
 
     @model_validator(mode="after")
     def _llm_needed(self):

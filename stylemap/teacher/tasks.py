@@ -3,7 +3,8 @@
 - `describe_by_prompt`: the generation prompt stands in for a description (no model; the CPU profile).
 - `describe_vlm`: stage one: a VLM analyses each image (prompts/describe.txt).
 - `label_llm`: stage two: an LLM turns a description into >= 3 raw style names, constrained to the JSON
-  schema {"styles": [...]}, mapped to taxonomy categories (few-shot prompt: params `label.fewshot`).
+  schema {"styles": [...]}, mapped to taxonomy categories (few-shot prompt: params `label.fewshot`, sent as
+  one completion prompt to a base model or as chat turns to an Instruct model: `label.prompt`).
 Each returns exactly one row per input row; failures are rows with a status and the error text.
 """
 from __future__ import annotations
@@ -103,11 +104,31 @@ def describe_vlm(df: pd.DataFrame, worker: VllmWorker, p: Params) -> pd.DataFram
     })
 
 
+FEWSHOT_EXAMPLE = re.compile(r"Description: (.+)\nStyles: ?(.*)")
+
+
 def fewshot_template(path: str | Path) -> str:
-    template = Path(path).read_text().rstrip("\n")  # the answer must follow "Styles: " directly
+    """The completion prompt: the file as is, ending in "Styles:" with no trailing space, because the answer's
+    first token carries its own space (" {") and a prompt ending in a bare space forces an unnatural split."""
+    template = Path(path).read_text().rstrip()
     if "{description}" not in template:
         raise ValueError(f"{path}: a few-shot template needs a {{description}} placeholder")
     return template
+
+
+def fewshot_messages(path: str | Path, description: str) -> list[dict]:
+    """The same few-shot prompt as chat turns, for an Instruct model (vLLM applies its chat template): the
+    instruction as the system turn, each example as a user turn and the assistant's JSON answer, then the
+    description to label."""
+    template = fewshot_template(path)
+    instruction = template.split("\nDescription: ", 1)[0].strip()
+    examples = FEWSHOT_EXAMPLE.findall(template)
+    if not examples or examples[-1][0] != "{description}":
+        raise ValueError(f"{path}: a few-shot template ends with 'Description: {{description}}' and 'Styles:'")
+    turns = [{"role": "system", "content": instruction}]
+    for text, answer in examples[:-1]:
+        turns += [{"role": "user", "content": f"Description: {text}"}, {"role": "assistant", "content": answer}]
+    return turns + [{"role": "user", "content": f"Description: {description}"}]
 
 
 def parse_styles(result: dict) -> tuple[list[str] | None, str | None]:
@@ -126,6 +147,12 @@ def parse_styles(result: dict) -> tuple[list[str] | None, str | None]:
 def label_llm(df: pd.DataFrame, worker: VllmWorker, p: Params, taxonomy: Taxonomy, fewshot: Path) -> pd.DataFrame:
     """Raw style names per description (image_id, description, status) and their taxonomy categories."""
     template = fewshot_template(fewshot)
+
+    def request(text: str) -> dict:
+        if p.label.prompt == "chat":
+            return {"messages": fewshot_messages(fewshot, text)}
+        return {"prompt": template.replace("{description}", text)}
+
     sampling = {"temperature": p.label.temperature, "max_tokens": p.label.max_tokens, "seed": p.seed,
                 "json_schema": STYLE_SCHEMA}
     texts = df["description"].fillna("").map(lambda t: " ".join(str(t).split()))
@@ -134,7 +161,7 @@ def label_llm(df: pd.DataFrame, worker: VllmWorker, p: Params, taxonomy: Taxonom
     results: dict[int, dict] = {}
     for start in range(0, len(idx), p.label.batch_size):
         chunk = idx[start:start + p.label.batch_size]
-        prompts = [{"prompt": template.replace("{description}", texts.iloc[i])} for i in chunk]
+        prompts = [request(texts.iloc[i]) for i in chunk]
         results.update(zip(chunk, worker.generate(prompts, sampling)))
     rows = []
     for i in range(len(df)):
@@ -152,6 +179,6 @@ def label_llm(df: pd.DataFrame, worker: VllmWorker, p: Params, taxonomy: Taxonom
     return pd.DataFrame({
         "image_id": df["image_id"].to_numpy(), "llm_raw": list(raw), "llm_styles": list(styles),
         "llm_unmapped": list(unmapped), "llm_status": list(status), "llm_error": list(error),
-        "llm_model": p.label.model, "llm_prompt_hash": _sha256(template),
+        "llm_model": p.label.model, "llm_prompt_hash": _sha256(f"{p.label.prompt}\n{template}"),
         "llm_sampling": json.dumps(sampling, sort_keys=True), "vllm_version": worker.vllm_version,
     })
