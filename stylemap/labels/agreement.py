@@ -114,6 +114,7 @@ def top3_agreement(annotation_styles: pd.Series, top3: pd.Series, classes: list[
         if hits:
             report[f"{c}.images"] = len(hits)
             report[f"{c}.top3_agreement"] = float(np.mean(hits))
-    report["pairs"] = len(pairs)
-    report["top3_agreement"] = float(np.mean([hit for _, hit in pairs])) if pairs else 0.0
+    report["pairs"] = len(pairs)  # 0: the corpus annotates no style (no agreement to report)
+    if pairs:
+        report["top3_agreement"] = float(np.mean([hit for _, hit in pairs]))
     return report

@@ -68,3 +68,4 @@ def test_corpus_annotations_map_through_the_taxonomy_and_check_the_probe(taxonom
     assert report["pixel_art.images"] == 1 and report["pixel_art.top3_agreement"] == 0.0
     assert "anime.images" not in report and report["pairs"] == 3  # impressionism is no probe class here
     assert report["top3_agreement"] == pytest.approx(1 / 3)
+    assert top3_agreement(pd.Series([None, None]), top3[:2], ["anime"]) == {"pairs": 0}  # nothing annotated
