@@ -74,9 +74,9 @@ def through_sample(src: Source, n: int, out: Path) -> tuple[float, int]:
     """Seconds to sample all n rows into a fresh folder, and how many were kept."""
     p = make_params({"sample.n": n})
     start = time.perf_counter()
-    drawn, tally, _, _ = sample_source("bench", src, p.sample, p.seed, out, "bench")
-    assert drawn == n == tally.kept + tally.rejected
-    return time.perf_counter() - start, tally.kept
+    result = sample_source("bench", src, p.sample, p.seed, out, "bench")
+    assert result.drawn == n == result.tally.kept + result.tally.rejected
+    return time.perf_counter() - start, result.tally.kept
 
 
 def through_reader(src: Source) -> float:

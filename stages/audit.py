@@ -19,7 +19,7 @@ from stylemap.labels.agreement import gold_classes, top3_agreement
 from stylemap.labels.audit import annotations, cross_fit_probs, find_issues, labeller_quality, probe_settings
 from stylemap.labels.review import read_images, write_review
 from stylemap.model.embedding import read_training_embeddings
-from stylemap.model.probe import load_classes
+from stylemap.model.probe import load_classes, load_temperature
 from stylemap.model.split import prompt_groups
 from stylemap.params import Params, for_stage
 from stylemap.rejects import Rejects
@@ -40,7 +40,7 @@ def main(root: str | Path = ".") -> dict:
     fit = rows[rows["split"].eq("train") & rows["embedding"].notna()].reset_index(drop=True)
     y = fit["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     probs = cross_fit_probs(np.stack(fit["embedding"]), y, prompt_groups(fit), len(classes), probe_settings(card),
-                            p.audit.folds, p.seed)
+                            p.audit.folds, p.seed, temperature=load_temperature(project.path(paths.MODEL)))
     audited = (fit["aug_seed"] < 0).to_numpy()
     table, per_class = find_issues(fit.loc[audited, "image_id"], y[audited], probs[audited], classes, p.audit.filter_by)
     schemas.write("label_issues", table, project.path(paths.AUDIT_ISSUES))

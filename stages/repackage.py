@@ -14,6 +14,7 @@ import pandas as pd
 
 from stylemap import entry, paths
 from stylemap.corpus.formats import open_corpus
+from stylemap.corpus.local import is_absent
 from stylemap.corpus.repackage import to_webdataset
 from stylemap.params import Source, for_stage
 
@@ -25,7 +26,7 @@ def main(root: str | Path = ".") -> dict:
     out = project.path(paths.REPACKAGED)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    if not source.exists():
+    if is_absent(source):
         print(f"repackage: {source} is absent; {out} stays empty (the platform is reported absent)")
         return {"absent": True}
     corpus = open_corpus(Source(kind="local", path=str(source), format="diffusiondb"))

@@ -53,7 +53,7 @@ def main(root: str | Path = ".") -> dict:
     if encoder == "open_clip":
         encoder += f" {card['arch']}, pretrained={card['pretrained']}"
     note = (f"Profile {p.profile}; embeddings: {encoder}. Shares are prevalence estimates corrected for the probe's "
-            "errors (QuaPy; method chosen by its error on artificial prevalences) with 95% bootstrap intervals; "
+            "errors (QuaPy; method chosen by its error on artificial prevalences) with bootstrap intervals; "
             "ambiguity = entropy of the style probabilities / log(number of styles).")
     page = report_html(Inputs(
         platforms=p.platforms, classes=classes, summaries=summaries, ambiguity=stack_summaries(ambiguity, "ambiguity"),

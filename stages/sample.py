@@ -11,7 +11,8 @@ import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
 from stylemap.corpus.formats import CorpusError
-from stylemap.corpus.sampling import drawn_names, sample_source
+from stylemap.corpus.local import is_absent
+from stylemap.corpus.sampling import sample_source
 from stylemap.files import write_json
 from stylemap.params import for_stage
 
@@ -34,15 +35,16 @@ def main(root: str | Path = ".") -> dict:
     rejects: list[pd.DataFrame] = []
     resolved = {name: src.model_copy(update={"path": str(project.root / src.path)}) if src.kind == "local" else src
                 for name, src in p.sources.items()}
+    drawn: dict[str, frozenset[str]] = {}  # per source, the image names its draw picked (sources are in order)
     for name, src in resolved.items():
         if name in absent:
             continue
-        excluded = frozenset().union(*(drawn_names(resolved[other], resolved[other].n or p.sample.n, p.seed)
-                                       for other in src.exclude if other not in absent))
-        drawn, tally, ignored, n_excluded = sample_source(name, src, p.sample, p.seed, out_dir / name, code, excluded)
-        metrics[name] = {**_nested(tally, drawn, name), "ignored_files": ignored,
-                         "excluded_as_drawn_by": {"sources": src.exclude, "rows": n_excluded}}
-        rejects.append(tally.frame(source=name))
+        excluded = frozenset().union(*(drawn[other] for other in src.exclude if other in drawn))
+        result = sample_source(name, src, p.sample, p.seed, out_dir / name, code, excluded)
+        drawn[name] = result.names
+        metrics[name] = {**_nested(result.tally, result.drawn, name), "ignored_files": result.ignored_files,
+                         "excluded_as_drawn_by": {"sources": src.exclude, "rows": result.excluded}}
+        rejects.append(result.tally.frame(source=name))
     schemas.write("sample_rejects", pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("sample_rejects"),
                   project.path(paths.SAMPLE_REJECTS))
     write_json(project.metrics("sample"), metrics)
@@ -57,10 +59,6 @@ def _nested(tally, drawn: int, name: str) -> dict:
             "rejected_by": dict(sorted(tally.counts.items())), "converted_from": dict(sorted(tally.converted.items())),
             "syntax_stripped": dict(sorted(tally.stripped.items()))}
 
-
-def is_absent(path: Path) -> bool:
-    """A local source is absent when its path does not exist or is an empty folder (a corpus not yet fetched)."""
-    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from stylemap.params import REPO as ROOT
+from stylemap.report.explorer import BUNDLE
 
 pytestmark = pytest.mark.slow
 VENV = ROOT / ".venv"
+BUNDLE_DIR = BUNDLE.parent.relative_to(ROOT)
 
 
 def sh(cmd: str, cwd: Path) -> str:
@@ -30,6 +32,13 @@ def sh(cmd: str, cwd: Path) -> str:
 
 def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([\w-]+)'", output))
+
+
+def as_after_setup(checkout: Path) -> None:
+    """What `bash .ci/setup` adds to a checkout beside the tracked files: the vLLM venv and the explorer's
+    script bundle (built by npm + esbuild, not tracked)."""
+    (checkout / ".venv-vllm").symlink_to(ROOT / ".venv-vllm")
+    shutil.copytree(ROOT / BUNDLE_DIR, checkout / BUNDLE_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +54,7 @@ def project(tmp_path_factory) -> Path:
         if (ROOT / rel).is_file() and not rel.startswith(("metrics/", "plots/")) and rel != "dvc.lock":
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, repo / rel)
-    (repo / ".venv-vllm").symlink_to(ROOT / ".venv-vllm")
+    as_after_setup(repo)
     (work / "shared").symlink_to(ROOT.parent / "shared") if (ROOT.parent / "shared").exists() else None
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["demo"]["crops_per_subject"] = 2
@@ -58,8 +67,8 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_is_cached_and_partial(project):
     first = sh("dvc repro", project)
-    assert {"demo", "sample", "describe", "label", "balance", "embed", "train", "evaluate", "predict", "map",
-            "report"} <= ran(first)
+    assert {"demo", "repackage", "sample", "describe", "label", "balance", "embed", "train", "evaluate", "predict",
+            "audit", "quantify", "map", "report"} <= ran(first)
     assert "up to date" in sh("dvc status", project)
     assert ran(sh("dvc repro", project)) == set()
     metrics = yaml.safe_load((project / "metrics" / "evaluate.json").read_text())
@@ -69,7 +78,7 @@ def test_repro_is_cached_and_partial(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["lr"] = params["train"]["lr"] / 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(sh("dvc repro", project)) == {"train", "evaluate", "predict", "map", "report"}
+    assert ran(sh("dvc repro", project)) == {"train", "evaluate", "predict", "audit", "quantify", "map", "report"}
     sh("git add -A && git commit -qm 'lr/2'", project)
     assert "metrics/evaluate.json" in sh("dvc metrics diff HEAD~1", project)  # ECE, at least, moves with lr
     sh("dvc plots diff HEAD~1 -o plots-diff", project)
@@ -80,7 +89,7 @@ def test_push_then_pull_in_a_fresh_clone(project, tmp_path):
     sh("dvc repro && dvc push && git add -A && git commit -qm results --allow-empty", project)
     fresh = tmp_path / "main"
     sh(f"git clone -q {project} {fresh}", tmp_path)
-    (fresh / ".venv-vllm").symlink_to(ROOT / ".venv-vllm")
+    as_after_setup(fresh)
     sh("dvc pull", fresh)
     assert (fresh / "data" / "model").is_dir() and any((fresh / "data" / "embed").rglob("shard-*.parquet"))
     assert "up to date" in sh("dvc status", fresh)

@@ -7,7 +7,6 @@ and `diffusiondb-large-part-2/`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from functools import cached_property
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stylemap.corpus import local
 from stylemap.corpus.formats import CorpusError, MemberError, with_row_columns
 from stylemap.params import Source
 
@@ -74,11 +74,7 @@ class Corpus:
             url = hf_hub_url(self.src.path, self.metadata_name, repo_type="dataset", revision=self.src.revision,
                              endpoint=self.src.endpoint or None)
             return f"{self.src.path}@{get_hf_file_metadata(url).commit_hash}"
-        h = hashlib.sha256()
-        for path in self._files:
-            st = path.stat()
-            h.update(f"{path.relative_to(self.root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+        return local.identity(self.root, [p.relative_to(self.root).as_posix() for p in self._files])
 
     def metadata(self) -> pd.DataFrame:
         name = self.metadata_name

@@ -58,3 +58,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         image = background
     return image.convert("RGB")
+
+
+def thumbnail_jpeg(data: bytes, side: int, quality: int) -> bytes | None:
+    """A JPEG at most `side` pixels wide and high of an encoded image (decoded as every stage decodes); None when
+    it does not decode: a missing thumbnail is counted by its caller, never a crash."""
+    try:
+        image = decode_rgb(data)
+    except DecodeError:
+        return None
+    image.thumbnail((side, side))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()

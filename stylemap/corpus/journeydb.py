@@ -13,7 +13,6 @@ most `SPACING` bytes before its member. Memory: the member list and one zlib sta
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import re
 import tarfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stylemap.corpus import local
 from stylemap.corpus.formats import CorpusError, MemberError, safe_member_name, with_row_columns
 from stylemap.params import Source
 
@@ -56,11 +56,7 @@ class Corpus:
 
     def identity(self) -> str:
         """Every file's path, size and mtime under the split: a changed corpus must not resume from old shards."""
-        h = hashlib.sha256()
-        for path in self._files:
-            st = path.stat()
-            h.update(f"{path.relative_to(self.split)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+        return local.identity(self.split, [p.relative_to(self.split).as_posix() for p in self._files])
 
     def unexpected_files(self, part_ids) -> int:
         """Files in the split folder outside the layout, plus unannotated members of the tgz files opened so far."""

@@ -22,6 +22,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".t
 TABLE_FIELDS = ["seed", "step", "cfg", "sampler", "user_name", "timestamp"]
 
 
+def is_absent(path: Path) -> bool:
+    """A local source is absent when its path does not exist or is an empty folder (a corpus not yet fetched)."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
 def walk(root: Path) -> list[str]:
     """Relative POSIX paths of every entry under `root` but directories, sorted; symlinks are listed, never
     followed (a link to a directory is one entry, so nothing outside the folder is walked)."""

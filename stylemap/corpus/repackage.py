@@ -72,18 +72,20 @@ def write_shard(out: Path, shard: int, rows: list[dict], images: list[tuple[byte
 
 
 def to_webdataset(corpus: Reader, out: Path, shard_size: int, max_bytes: int) -> tuple[dict[str, str], dict]:
-    """Write every row of `corpus` into `out`, keeping each image's encoded bytes; returns (original image
-    name -> key, counts)."""
+    """Write every row of `corpus` into `out`, keeping each image's encoded bytes; a row the reader rejects, or
+    whose part or image cannot be read, becomes a failed row with the reason. Returns (original image name ->
+    key, counts)."""
     keys: dict[str, str] = {}
     shard_rows: list[dict] = []
     shard_images: list[tuple[bytes, str] | None] = []
     counts = {"rows": 0, "failed_to_download": 0, "shards": 0}
 
-    def add(meta, part) -> None:
+    def add(meta, part, why: str) -> None:
+        """One row; `why` is the reason it has no image when `part` is None."""
         key = f"{counts['shards']:05d}{len(shard_rows):0{INDEX_DIGITS}d}"
         try:
-            if part is None:
-                raise MemberError("part_unreadable", f"part {meta.part_id} cannot be opened")
+            if part is None or meta.reject:
+                raise MemberError(meta.reject or "part_unreadable", meta.reject_detail if meta.reject else why)
             image, error = (part.read(meta.image_name, max_bytes), EXTS.get(Path(meta.image_name).suffix.lower(), "png")), None
         except MemberError as err:
             image, error = None, str(err)
@@ -101,13 +103,18 @@ def to_webdataset(corpus: Reader, out: Path, shard_size: int, max_bytes: int) ->
             shard_rows.clear(), shard_images.clear()
             counts["shards"] += 1
 
-    for part_id, rows in corpus.metadata().groupby("part_id", sort=True):
+    meta = corpus.metadata()
+    part_ids = pd.to_numeric(meta["part_id"], errors="coerce")
+    addressable = part_ids.notna() & (part_ids % 1 == 0)
+    for row in meta[~addressable].itertuples():  # no part to read it from: a failed row, as sample rejects it
+        add(row, None, f"bad_part_id: {row.part_id!r}")
+    for part_id, rows in meta[addressable].groupby(part_ids[addressable].astype("int64"), sort=True):
         try:
-            part = corpus.open_part(int(part_id), max_bytes)
-        except CorpusError:
-            part = None
+            part, why = corpus.open_part(int(part_id), max_bytes), ""
+        except CorpusError as err:
+            part, why = None, str(err)
         with part or nullcontext():
-            for meta in rows.itertuples():
-                add(meta, part)
+            for row in rows.itertuples():
+                add(row, part, why)
     flush()
     return keys, counts

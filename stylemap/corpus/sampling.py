@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import imagehash
 import numpy as np
@@ -197,18 +198,22 @@ def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, syntax: st
     return kept, tally
 
 
-def drawn_names(src: Source, n: int, seed: int) -> set[str]:
-    """The image names a source's draw picks (the draw is a function of its table, n and seed alone)."""
-    ok, bad = draw(open_corpus(src).metadata(), n, seed)
-    return set(ok["image_name"]) | set(bad["image_name"].astype(str))
+class Sampled(NamedTuple):
+    """What sampling one source gives the stage: counts for its metrics, and the names it drew (for sources
+    that exclude this one's draw)."""
+
+    drawn: int  # rows drawn: in = kept + rejected
+    tally: PartTally
+    ignored_files: int  # files of the corpus outside its layout
+    excluded: int  # rows left out before the draw because another source drew them
+    names: frozenset[str]
 
 
 def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code: str,
-                  excluded: frozenset[str] = frozenset()) -> tuple[int, PartTally, int, int]:
+                  excluded: frozenset[str] = frozenset()) -> Sampled:
     """Draw, filter and write one source's shards into `out`, part by part (`code`: the stage's code fingerprint).
 
-    Rows named in `excluded` (another source's draw, for a disjoint sample) are taken out before drawing.
-    Returns (rows drawn, their tally, files of the corpus outside its layout: ignored, rows excluded)."""
+    Rows named in `excluded` (another source's draw, for a disjoint sample) are taken out before drawing."""
     corpus = open_corpus(src)
     s = s.model_copy(update={k: v for k, v in (("n", src.n), ("min_words", src.min_words)) if v is not None})
     meta = corpus.metadata()
@@ -234,7 +239,8 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
             total.merge(tally)
             bar.update(len(rows))
     part_ids = pd.to_numeric(meta["part_id"], errors="coerce").dropna().unique()
-    return len(drawn) + len(unaddressable), total, corpus.unexpected_files(part_ids), int(others.sum())
+    names = frozenset(drawn["image_name"]) | frozenset(unaddressable["image_name"].astype(str))
+    return Sampled(len(drawn) + len(unaddressable), total, corpus.unexpected_files(part_ids), int(others.sum()), names)
 
 
 def _sample_one_part(name: str, corpus: Reader, part_id: int, rows: pd.DataFrame, s: Sample, syntax: str):

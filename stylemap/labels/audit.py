@@ -29,8 +29,9 @@ def probe_settings(card: dict) -> Train:
 
 
 def cross_fit_probs(x: np.ndarray, y: np.ndarray, groups: pd.Series, n_classes: int, t: Train, folds: int,
-                    seed: int) -> np.ndarray:
-    """Out-of-fold class probabilities per row: the probe refitted on the other folds.
+                    seed: int, *, temperature: float) -> np.ndarray:
+    """Out-of-fold class probabilities per row: the probe refitted on the other folds, softened by evaluate's
+    temperature, so they mean what predict's calibrated probabilities mean (CROWDLAB mixes the two).
 
     Folds never split a group (StratifiedGroupKFold, shuffled with `seed`) and keep the class mix where the
     groups allow it."""
@@ -41,7 +42,7 @@ def cross_fit_probs(x: np.ndarray, y: np.ndarray, groups: pd.Series, n_classes: 
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fit, held in splitter.split(x, y, groups.to_numpy()):
         weight, bias = fit_probe(x[fit], y[fit], x[held], y[held], n_classes, t, seed)
-        probs[held] = predict_proba(x[held], weight, bias)
+        probs[held] = predict_proba(x[held], weight, bias, temperature)
     return probs
 
 

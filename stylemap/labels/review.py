@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from stylemap.corpus.images import DecodeError, decode_rgb
+from stylemap.corpus.images import thumbnail_jpeg
 from stylemap.files import write_text_atomic
 
 INDEX = "index.csv"
@@ -35,14 +35,10 @@ def write_review(suspects: pd.DataFrame, images: dict[str, bytes], out_dir: Path
     out_dir.mkdir(parents=True)
     thumbs = []
     for rank, image_id in enumerate(suspects["image_id"]):
-        try:
-            image = decode_rgb(images.get(image_id) or b"")
-        except DecodeError:
-            thumbs.append("")
-            continue
-        image.thumbnail((side, side))
-        thumbs.append(f"{rank:04d}.jpg")
-        image.save(out_dir / thumbs[-1], format="JPEG", quality=85)
+        jpeg = thumbnail_jpeg(images.get(image_id) or b"", side, quality=85)
+        thumbs.append(f"{rank:04d}.jpg" if jpeg else "")
+        if jpeg:
+            (out_dir / thumbs[-1]).write_bytes(jpeg)
     index = suspects[["image_id", "label", "suggested", "quality", "prompt"]].reset_index(drop=True)
     index["thumb"] = thumbs
     index.insert(0, "rank", range(len(index)))

@@ -80,10 +80,12 @@ def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, temperatur
     return pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("predict_rejects")
 
 
-def read_probs(path: Path) -> np.ndarray:
-    """The `probs` column of a predictions file as one float64 matrix, without a Python object per row."""
-    column = pq.read_table(path, columns=["probs"]).column("probs").combine_chunks()
-    return column.flatten().to_numpy().astype(np.float64).reshape(len(column), -1)
+def probs_matrix(column) -> np.ndarray:
+    """A predictions file's `probs` column (pyarrow list<float>) as one float64 matrix, without a Python object
+    per row."""
+    column = column.combine_chunks()
+    values = column.flatten().to_numpy().astype(np.float64)
+    return values.reshape(len(column), -1) if len(column) else values.reshape(0, 0)
 
 
 def stack_summaries(frames: list[pd.DataFrame], kind: str) -> pd.DataFrame:

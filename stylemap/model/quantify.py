@@ -117,11 +117,10 @@ def bootstrap(methods: list[str], val_probs: np.ndarray, y: np.ndarray, platform
     return {m: np.stack(r) for m, r in replicates.items()}
 
 
-def by_month(method: str, val_probs: np.ndarray, y: np.ndarray, probs: np.ndarray, months: pd.Series,
-             min_images: int, classes: list[str]) -> tuple[pd.DataFrame, int]:
-    """Shares per calendar month (month, style, share, images) from `method` fitted on validation, and the
-    number of images in months with fewer than `min_images` (too few for a share: left out, counted)."""
-    quantifier = fit(method, val_probs, y)
+def by_month(quantifier, probs: np.ndarray, months: pd.Series, min_images: int,
+             classes: list[str]) -> tuple[pd.DataFrame, int]:
+    """Shares per calendar month (month, style, share, images) from a fitted quantifier, and the number of
+    images in months with fewer than `min_images` (too few for a share: left out, counted)."""
     rows, skipped = [], 0
     for month, index in months.groupby(months, sort=True).indices.items():
         if len(index) < min_images:

@@ -24,6 +24,7 @@ import pandas as pd
 from stylemap import shards
 
 MIN_ROWS = 2  # per side: the unbiased estimator needs pairs
+NULL_PERMUTATIONS, NULL_QUANTILE = 100, 0.95
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,15 +38,36 @@ def bandwidth(x: np.ndarray) -> float:
     return float(np.median(d[d > 0])) if (d > 0).any() else 1.0
 
 
-def mmd2(a: np.ndarray, b: np.ndarray, sigma2: float) -> float:
-    """Unbiased MMD² between the rows of a and b under the kernel exp(-|x - y|² / sigma2)."""
-    if min(len(a), len(b)) < MIN_ROWS:
-        raise ValueError(f"MMD needs at least {MIN_ROWS} rows per side, got {len(a)} and {len(b)}")
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    kaa, kbb = np.exp(-squared_distances(a, a) / sigma2), np.exp(-squared_distances(b, b) / sigma2)
+def _mmd2(kernel: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Unbiased MMD² of the rows `a` and `b` (index arrays) of one kernel matrix."""
+    kaa, kbb = kernel[np.ix_(a, a)], kernel[np.ix_(b, b)]
     n, m = len(a), len(b)
     within = (kaa.sum() - np.trace(kaa)) / (n * (n - 1)) + (kbb.sum() - np.trace(kbb)) / (m * (m - 1))
-    return float(within - 2 * np.exp(-squared_distances(a, b) / sigma2).mean())
+    return float(within - 2 * kernel[np.ix_(a, b)].mean())
+
+
+def _pooled_kernel(a: np.ndarray, b: np.ndarray, sigma2: float) -> np.ndarray:
+    if min(len(a), len(b)) < MIN_ROWS:
+        raise ValueError(f"MMD needs at least {MIN_ROWS} rows per side, got {len(a)} and {len(b)}")
+    pooled = np.vstack([a, b]).astype(np.float64)
+    return np.exp(-squared_distances(pooled, pooled) / sigma2)
+
+
+def mmd2(a: np.ndarray, b: np.ndarray, sigma2: float) -> float:
+    """Unbiased MMD² between the rows of a and b under the kernel exp(-|x - y|² / sigma2)."""
+    return _mmd2(_pooled_kernel(a, b, sigma2), np.arange(len(a)), np.arange(len(a), len(a) + len(b)))
+
+
+def mmd2_null(a: np.ndarray, b: np.ndarray, sigma2: float, seed: int) -> float:
+    """The NULL_QUANTILE of MMD² with the rows of a and b shuffled between the sides (NULL_PERMUTATIONS times):
+    how large MMD² gets by chance alone at these sizes. It floors the warning threshold, because the unbiased
+    estimate for two close samples can be 0 or below, and a multiple of it would flag every platform."""
+    kernel, rng = _pooled_kernel(a, b, sigma2), np.random.default_rng(seed)
+    values = []
+    for _ in range(NULL_PERMUTATIONS):
+        order = rng.permutation(len(kernel))
+        values.append(_mmd2(kernel, order[:len(a)], order[len(a):]))
+    return float(np.quantile(values, NULL_QUANTILE))
 
 
 def subsample(frame: pd.DataFrame, n: int, seed: int) -> np.ndarray:
@@ -58,23 +80,24 @@ def subsample(frame: pd.DataFrame, n: int, seed: int) -> np.ndarray:
 def platform_embeddings(embed_dir: Path, exclude: set[str], n: int, seed: int) -> tuple[np.ndarray, dict]:
     """At most n of a platform's original-image embeddings (not in `exclude`), and the counts behind them.
 
-    Rows are picked by position before reading, so memory stays at n embeddings for any platform size.
-    """
+    A first pass reads only ids, so the n are drawn among the eligible rows (originals outside `exclude`) and
+    the second pass holds n embeddings at most, for any platform size."""
     files = shards.shard_files(embed_dir)
-    total = shards.count_rows(files)
-    wanted = np.zeros(total, dtype=bool)
-    wanted[np.random.default_rng(seed).permutation(total)[:n]] = True
+    ids = pd.concat([t.to_pandas() for t in shards.iter_batches(files, 65536, columns=["image_id", "aug_seed"])],
+                    ignore_index=True) if files else pd.DataFrame(columns=["image_id", "aug_seed"])
+    augmented = ids["aug_seed"].to_numpy() != -1
+    training = ids["image_id"].isin(exclude).to_numpy() & ~augmented
+    eligible = np.flatnonzero(~(augmented | training))
+    wanted = np.zeros(len(ids), dtype=bool)
+    wanted[np.random.default_rng(seed).permutation(eligible)[:n]] = True
     rows, start = [], 0
-    counts = {"in": total, "picked": int(wanted.sum()), "training_image": 0, "augmented": 0, "no_embedding": 0}
-    for table in shards.iter_batches(files, 4096, columns=["image_id", "aug_seed", "embedding"]):
-        batch = table.to_pandas()[wanted[start:start + table.num_rows]]
+    for table in shards.iter_batches(files, 4096, columns=["embedding"]):
+        mask = wanted[start:start + table.num_rows]
         start += table.num_rows
-        augmented = batch["aug_seed"] != -1
-        training = batch["image_id"].isin(exclude) & ~augmented
-        missing = batch["embedding"].isna() & ~augmented & ~training
-        counts["augmented"] += int(augmented.sum())
-        counts["training_image"] += int(training.sum())
-        counts["no_embedding"] += int(missing.sum())
-        rows.extend(batch.loc[~(augmented | training | missing), "embedding"])
-    counts["used"] = len(rows)
-    return (np.stack(rows) if rows else np.empty((0, 0))), counts
+        if mask.any():
+            rows.extend(table.column("embedding").to_pandas()[mask])
+    used = [np.asarray(e, np.float32) for e in rows if e is not None]
+    counts = {"in": len(ids), "augmented": int(augmented.sum()), "training_image": int(training.sum()),
+              "eligible": len(eligible), "picked": int(wanted.sum()), "no_embedding": len(rows) - len(used),
+              "used": len(used)}
+    return (np.stack(used) if used else np.empty((0, 0))), counts

@@ -9,7 +9,6 @@ script are package data (web/): web/index.html is copied as is, and web/dist/exp
 """
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from stylemap.corpus.images import DecodeError, decode_rgb
+from stylemap.corpus import images
 from stylemap.report.render import style_colors
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -29,15 +28,8 @@ THUMB_SIDE = 96  # thumbnail side in pixels
 
 
 def thumbnail_jpeg(image_bytes: bytes, side: int = THUMB_SIDE) -> bytes | None:
-    """Small JPEG of an encoded image (decoded as every stage does); None when it does not decode."""
-    try:
-        im = decode_rgb(image_bytes)
-    except DecodeError:  # an undecodable image just has no thumbnail (counted)
-        return None
-    im.thumbnail((side, side))
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=70)
-    return buf.getvalue()
+    """The explorer's hover thumbnail (images.thumbnail_jpeg at THUMB_SIDE)."""
+    return images.thumbnail_jpeg(image_bytes, side, quality=70)
 
 
 def read_details(sample_files: list[Path], image_ids: set[str]) -> pd.DataFrame:

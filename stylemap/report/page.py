@@ -92,7 +92,7 @@ def trends_svg(trend: pd.DataFrame, colors: dict[str, str]) -> str:
 def shift_warning(row: pd.Series | None) -> str:
     """A visible warning when the platform's images lie far from the training images; else the measured distance."""
     if row is None:
-        return '<p class="muted">shift not measured (no image outside the training set)</p>'
+        return '<p class="muted">shift not measured: fewer than 2 usable images outside the training set</p>'
     ratio = row["mmd2"] / row["baseline_mmd2"] if row["baseline_mmd2"] > 0 else float("inf")
     detail = (f"MMD² to the training images {row['mmd2']:.3f} = {ratio:.1f}× the validation split's "
               f"{row['baseline_mmd2']:.3f} (warning above {row['threshold']:.3f})")
@@ -116,10 +116,11 @@ def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
     image = (f'<img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="UMAP of {name}">{link}'
              if png else "<p>no map (too few images)</p>")
     method = adjusted["method"].iloc[0] if len(adjusted) else "-"
+    level = adjusted["confidence"].iloc[0] if len(adjusted) else float("nan")
     return (f"<section><h2>{name}</h2>{shift_warning(shift.iloc[0] if len(shift) else None)}"
             f"<p>{s[f'{platform}.kept']} images &middot; mean confidence {s[f'{platform}.mean_confidence']:.3f}"
             f" &middot; mean ambiguity {s[f'{platform}.mean_ambiguity']:.3f}</p>"
-            f"<h3>style prevalence: {esc(method)} with its 95% interval; black tick = classify-and-count</h3>"
+            f"<h3>style prevalence: {esc(method)} with its {level:.0%} interval; black tick = classify-and-count</h3>"
             f"{shares_svg(adjusted, cc, colors)}"
             f"{trends_svg(d.trends[d.trends['platform'] == platform], colors)}"
             f"<h3>style ambiguity (normalised entropy)</h3>{histogram_svg(d.ambiguity[d.ambiguity['platform'] == platform])}"
@@ -135,8 +136,9 @@ def differences_table(diff: pd.DataFrame) -> str:
         found = pair[pair["significant"]].sort_values("difference", key=abs, ascending=False)
         rows = "".join(f"<tr><td>{esc(r.style)}</td><td>{r.difference:+.1%}</td><td>[{r.lo:+.1%}, {r.hi:+.1%}]</td></tr>"
                        for r in found.itertuples())
+        level = f"{pair['confidence'].iloc[0]:.0%}"
         parts.append(f"<h3>{esc(a)} − {esc(b)}: {len(found)} of {len(pair)} styles differ</h3>"
-                     + (f"<table><tr><th>style</th><th>difference</th><th>95% interval</th></tr>{rows}</table>" if rows
+                     + (f"<table><tr><th>style</th><th>difference</th><th>{level} interval</th></tr>{rows}</table>" if rows
                         else "<p>No style's interval excludes 0.</p>"))
     return "".join(parts)
 

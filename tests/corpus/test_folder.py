@@ -35,7 +35,7 @@ def write_folder(root: Path, horde_images, prompts: str = "csv") -> dict[str, tu
 
 
 def run(root: Path, s, out: Path):
-    drawn, tally, ignored, _ = sampling.sample_source("f", Source(kind="local", path=str(root), format="folder"), s, 0,
+    drawn, tally, ignored, _, _ = sampling.sample_source("f", Source(kind="local", path=str(root), format="folder"), s, 0,
                                                       out, code="test")
     tally.report(drawn, "f")  # in = kept + rejected, or it raises
     return drawn, tally, ignored, shards.read_dir(out)

@@ -77,7 +77,7 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes, kind: bytes = tarfi
 def run(root: Path, layout: str, s, tmp_path: Path):
     """sample_source on the corpus: (rows drawn, tally, files ignored, kept frame)."""
     src = Source(kind="local", path=str(root), format="img2dataset", layout=layout)
-    drawn, tally, ignored, _ = sampling.sample_source("p", src, s, 0, tmp_path / "out", code="test")
+    drawn, tally, ignored, _, _ = sampling.sample_source("p", src, s, 0, tmp_path / "out", code="test")
     tally.report(drawn, "p")  # in = kept + rejected, or it raises
     return drawn, tally, ignored, shards.read_dir(tmp_path / "out")
 

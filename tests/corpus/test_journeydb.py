@@ -75,7 +75,7 @@ def test_rows_and_parts_are_what_was_packed(packed):
 def test_sample_keeps_every_good_image_and_counts_reconcile(packed, make_params, tmp_path):
     root, expected = packed
     p = make_params({"sample.n": 1000})
-    drawn, tally, ignored, excluded = sample_source("jdb", source(root, min_words=0), p.sample, p.seed, tmp_path, "test")
+    drawn, tally, ignored, excluded, _ = sample_source("jdb", source(root, min_words=0), p.sample, p.seed, tmp_path, "test")
     relaxed = p.sample.model_copy(update={"min_words": 0})
     good = {name for name, _, prompt, _, _ in expected if prompt_reject(prompt, None, relaxed) is None}
     kept = shards.read_dir(tmp_path).set_index("image_name")
@@ -137,7 +137,7 @@ def write_bad_corpus(root: Path) -> tuple[dict[str, str | None], int]:
 def test_bad_inputs_are_counted_rejects_with_exact_reasons(horde, make_params, tmp_path):
     expected, cap = write_bad_corpus(tmp_path / "bad")
     p = make_params({"sample.n": 1000, "sample.max_member_bytes": cap})
-    drawn, tally, ignored, _ = sample_source("bad", source(tmp_path / "bad"), p.sample, p.seed, tmp_path / "out", "test")
+    drawn, tally, ignored, _, _ = sample_source("bad", source(tmp_path / "bad"), p.sample, p.seed, tmp_path / "out", "test")
     by_name = {r["image_name"]: r["reason"] for r in tally.rows}
     assert by_name == {name: reason for name, reason in expected.items() if reason}
     assert tally.counts == Counter({"bad_image_path": 3, "bad_annotation": 3, "part_unreadable": 3, "not_a_file": 2,

@@ -26,8 +26,8 @@ def test_cleanlab_finds_most_flipped_labels_and_their_true_class():
     flipped = np.random.default_rng(1).choice(len(y), 12, replace=False)
     given = y.copy()
     given[flipped] = (y[flipped] + 1) % len(CLASSES)
-    probs = cross_fit_probs(x, given, groups, len(CLASSES), SETTINGS, folds=5, seed=0)
-    assert np.array_equal(probs, cross_fit_probs(x, given, groups, len(CLASSES), SETTINGS, folds=5, seed=0))
+    probs = cross_fit_probs(x, given, groups, len(CLASSES), SETTINGS, folds=5, seed=0, temperature=1.0)
+    assert np.array_equal(probs, cross_fit_probs(x, given, groups, len(CLASSES), SETTINGS, folds=5, seed=0, temperature=1.0))
 
     ids = np.array([f"demo/{i:03d}.png" for i in range(len(y))])
     table, per_class = find_issues(ids, given, probs, CLASSES, "prune_by_noise_rate")
@@ -55,12 +55,12 @@ def test_cross_fitting_never_splits_a_prompt_group(monkeypatch):
         return np.zeros((n_classes, x.shape[1]), np.float32), np.zeros(n_classes, np.float32)
 
     monkeypatch.setattr(audit, "fit_probe", spy)
-    cross_fit_probs(x, y, groups, len(CLASSES), SETTINGS, folds=3, seed=0)
+    cross_fit_probs(x, y, groups, len(CLASSES), SETTINGS, folds=3, seed=0, temperature=1.0)
     assert len(folds) == 3 and sorted(i for _, held in folds for i in held) == list(range(len(y)))
     for fit, held in folds:
         assert not set(groups[fit]) & set(groups[held])
     with pytest.raises(ValueError, match="audit.folds is 40 but the training rows hold 18 prompt groups"):
-        cross_fit_probs(x, y, groups, len(CLASSES), SETTINGS, folds=40, seed=0)
+        cross_fit_probs(x, y, groups, len(CLASSES), SETTINGS, folds=40, seed=0, temperature=1.0)
 
 
 def test_each_labeller_contributes_its_first_style_when_it_is_a_probe_class():

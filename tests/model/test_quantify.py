@@ -73,7 +73,8 @@ def test_by_month_follows_a_drifting_prevalence_and_counts_small_months(data):
     rng = np.random.default_rng(3)
     y = np.r_[rng.choice(K, 800, p=[0.7, 0.1, 0.1, 0.1]), rng.choice(K, 800, p=[0.1, 0.1, 0.1, 0.7]), [0] * 5]
     months = pd.Series(["2022-08"] * 800 + ["2022-09"] * 800 + ["2022-10"] * 5)
-    frame, small = quantify.by_month("acc", val_probs, y_val, biased_probe(y, rng), months, 30, ["a", "b", "c", "d"])
+    acc = quantify.fit("acc", val_probs, y_val)
+    frame, small = quantify.by_month(acc, biased_probe(y, rng), months, 30, ["a", "b", "c", "d"])
     assert small == 5 and sorted(frame["month"].unique()) == ["2022-08", "2022-09"]
     share = frame.set_index(["month", "style"])["share"]
     assert share["2022-08", "a"] == pytest.approx(0.7, abs=0.07) and share["2022-09", "d"] == pytest.approx(0.7, abs=0.07)

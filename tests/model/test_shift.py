@@ -19,6 +19,15 @@ def test_mmd2_separates_a_shifted_sample_from_a_fresh_one():
     assert shift.mmd2(train, same, sigma2) == within
 
 
+def test_the_null_quantile_floors_a_threshold_the_baseline_could_zero():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(200, 8)), rng.normal(size=(50, 8))
+    sigma2 = shift.bandwidth(a)
+    null = shift.mmd2_null(a, b, sigma2, seed=0)
+    assert 0 < null < 0.05 and shift.mmd2_null(a, b, sigma2, seed=0) == null
+    assert shift.mmd2(a, rng.normal(0.7, 1.0, size=(50, 8)), sigma2) > 5 * null
+
+
 def test_mmd2_needs_pairs():
     with pytest.raises(ValueError, match="at least 2 rows per side, got 1 and 3"):
         shift.mmd2(np.zeros((1, 2)), np.ones((3, 2)), 1.0)
@@ -31,7 +40,9 @@ def test_platform_embeddings_leave_out_training_and_augmented_rows_and_count_the
     write_atomic(rows.iloc[:6], tmp_path / "shard-00000.parquet")
     write_atomic(rows.iloc[6:], tmp_path / "shard-00001.parquet")
     x, counts = shift.platform_embeddings(tmp_path, exclude={"p/1", "p/2"}, n=100, seed=0)
-    assert counts == {"in": 11, "picked": 11, "training_image": 2, "augmented": 1, "no_embedding": 1, "used": 7}
+    assert counts == {"in": 11, "augmented": 1, "training_image": 2, "eligible": 8, "picked": 8, "no_embedding": 1,
+                      "used": 7}
     assert sorted(x[:, 0]) == [0, 3, 4, 5, 6, 7, 8]
-    x, counts = shift.platform_embeddings(tmp_path, exclude=set(), n=4, seed=0)
-    assert counts["picked"] == 4 and len(x) + counts["augmented"] + counts["no_embedding"] == 4
+    x, counts = shift.platform_embeddings(tmp_path, exclude={"p/1", "p/2", "p/3", "p/4"}, n=4, seed=0)
+    assert counts["picked"] == 4 and len(x) + counts["no_embedding"] == 4  # drawn among eligible rows only
+    assert not {1.0, 2.0, 3.0, 4.0} & set(x[:, 0])

@@ -11,7 +11,7 @@ CLASSES = ["anime", "photo", "sketch"]
 def inputs(**changes) -> Inputs:
     prevalence = pd.concat([
         pd.DataFrame({"platform": pl, "method": m, "default": m == "acc", "style": CLASSES, "share": s,
-                      "lo": [v - 0.05 for v in s], "hi": [v + 0.05 for v in s]})
+                      "lo": [v - 0.05 for v in s], "hi": [v + 0.05 for v in s], "confidence": 0.95})
         for pl in ("a", "b") for m, s in (("cc", [0.2, 0.7, 0.1]), ("acc", [0.5, 0.4, 0.1]))])
     base = dict(
         platforms=["a", "b", "gone"], classes=CLASSES,
@@ -20,7 +20,8 @@ def inputs(**changes) -> Inputs:
         ambiguity=pd.DataFrame({"platform": ["a", "b"], "bin": [0.0, 0.0], "count": [10, 10], "share": [1.0, 1.0]}),
         prevalence=prevalence,
         differences=pd.DataFrame({"platform_a": "a", "platform_b": "b", "style": CLASSES, "difference": [0.3, -0.2, 0.0],
-                                  "lo": [0.1, -0.4, -0.1], "hi": [0.5, 0.01, 0.1], "significant": [True, False, False]}),
+                                  "lo": [0.1, -0.4, -0.1], "hi": [0.5, 0.01, 0.1], "significant": [True, False, False],
+                                  "confidence": 0.9}),
         shift=pd.DataFrame({"platform": ["a", "b"], "mmd2": [0.01, 0.5], "threshold": [0.06, 0.06],
                             "baseline_mmd2": [0.02, 0.02], "shifted": [False, True]}),
         trends=pd.DataFrame({"platform": "a", "month": ["2022-08"] * 3 + ["2022-09"] * 3, "style": CLASSES * 2,
@@ -55,6 +56,7 @@ def test_only_the_shifted_platform_carries_the_warning():
 def test_differences_list_only_styles_whose_interval_excludes_zero():
     diff = report_html(inputs()).split("Differences between platforms")[1].split("Label audit")[0]
     assert "a − b: 1 of 3 styles differ" in diff and "+30.0%" in diff and "[+10.0%, +50.0%]" in diff
+    assert "<th>90% interval</th>" in diff  # the level quantify used, not a fixed 95%
     assert "photo" not in diff and "sketch" not in diff
     nothing = inputs(differences=inputs().differences.assign(significant=False))
     assert "a − b: 0 of 3 styles differ" in report_html(nothing) and "No style's interval excludes 0" in report_html(nothing)

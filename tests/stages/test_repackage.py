@@ -7,6 +7,7 @@ import pandas as pd
 from stages import repackage
 from stages import sample as sample_stage
 from stylemap import shards
+from stylemap.corpus.local import is_absent
 from stylemap.labels.agreement import gold_classes
 from stylemap.testing import write_params
 
@@ -40,4 +41,26 @@ def test_an_absent_source_leaves_an_empty_folder_and_an_absent_platform(tmp_path
                     "horde": {"kind": "local", "path": "data/horde-wds", "format": "img2dataset", "optional": True}}})
     assert repackage.main(tmp_path) == {"absent": True}
     assert list((tmp_path / "data/horde-wds").iterdir()) == []
-    assert sample_stage.is_absent(tmp_path / "data/horde-wds")
+    assert is_absent(tmp_path / "data/horde-wds")
+
+
+def test_unreadable_parts_become_failed_rows_that_sample_counts(tmp_path):
+    from stylemap.corpus import demo
+    from stylemap.corpus.formats import open_corpus
+    from stylemap.corpus.repackage import to_webdataset
+    from stylemap.params import Source
+
+    rows = demo.build_rows(1, 64, seed=0)[:30]
+    demo.write_corpus(rows, tmp_path / "dd", 64)
+    lost = sorted((tmp_path / "dd/images").glob("*.zip"))[0]
+    lost_rows = sum(r["part_id"] == int(lost.stem.split("-")[1]) for r in rows)
+    lost.unlink()
+    out = tmp_path / "wds"
+    out.mkdir()
+    keys, counts = to_webdataset(open_corpus(Source(kind="local", path=str(tmp_path / "dd"))), out, 8, 1 << 20)
+    assert counts["rows"] == len(keys) == 30 and counts["failed_to_download"] == lost_rows > 0
+    table = pd.concat([pd.read_parquet(f) for f in sorted(out.glob("*.parquet"))])
+    failed = table[table["status"] == "failed_to_download"]
+    assert len(failed) == lost_rows and failed["error_message"].str.startswith("part_unreadable").all()
+    meta = open_corpus(Source(kind="local", path=str(out), format="img2dataset")).metadata()
+    assert (meta["reject"] == "download_failed").sum() == lost_rows
