@@ -1,4 +1,4 @@
-"""CPU throughput of the vLLM teacher: label (Gemma 3 270M) and describe (tiny random BLIP-2) images/s.
+"""CPU throughput of the vLLM teacher: label (Gemma 3 270M) and describe (tiny random Qwen2.5-VL) images/s.
 
 Each is timed through the production path (VllmWorker + label_llm / describe_vlm) with params.yaml;
 engine start-up is reported apart from steady-state throughput (one warm-up batch is excluded).
@@ -32,7 +32,7 @@ from stylemap.teacher.tasks import describe_vlm, label_llm  # noqa: E402
 from stylemap.testing import HORDE, make_params  # noqa: E402
 
 HORDE_METADATA = HORDE / "metadata.parquet"
-TINY_VLM = "stylemap/teacher/tiny_vlm.py"  # a script run in .venv-vllm (not imported): builds a random BLIP-2 offline
+TINY_VLM = "stylemap/teacher/tiny_vlm.py"  # run in .venv-vllm (not imported): builds a random Qwen2.5-VL offline
 
 
 def descriptions(n: int) -> pd.DataFrame:
@@ -76,7 +76,7 @@ def main() -> None:
         q = make_params({"describe.model": f"{tmp}/vlm"})
         start, rate = timed(lambda: VllmWorker.for_descriptions(q), lambda df, w: describe_vlm(df, w, q),
                             images(args.n), q.describe.batch_size)
-    print(f"describe tiny BLIP-2   engine start {start:6.1f} s   {rate:6.2f} images/s  "
+    print(f"describe tiny Qwen2.5-VL engine start {start:6.1f} s   {rate:6.2f} images/s  "
           f"(batch {q.describe.batch_size}, {q.describe.max_tokens} max tokens)")
 
 

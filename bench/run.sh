@@ -11,4 +11,5 @@ echo "== pipeline (partial vs full dvc repro; sample RSS at N and 10N)"; $py ben
 echo "== UMAP (10k vs 100k points)"; $py bench/bench_umap.py
 echo "== explorer (1M points: data size, first render, frame time panning)"; $py bench/bench_map.py
 echo "== corpus formats (read throughput of the same images in each format, ÷ DiffusionDB)"; $py bench/bench_formats.py
+echo "== Hub sampling (range reads vs whole parts: bytes, requests, disk, RSS)"; $py bench/bench_download.py
 echo "== vLLM teacher (label / describe images/s)"; $py bench/bench_labels.py

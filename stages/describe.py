@@ -1,8 +1,9 @@
 """describe: one text description per sampled image (stage one of the teacher's two-stage prompt).
 
 `describe.backend`: `prompt` lets the generation prompt stand in for the description (no model; the CPU
-profile), `vlm` has a vision-language model served by vLLM analyse each image. Both go through the
-shard runner, so a crash resumes at the first unfinished shard.
+profile), `vlm` has a vision-language model served by vLLM analyse each image: one engine here
+(`describe.engine: local`) or ray.data.llm replicas on a Ray cluster (`ray`). Every path writes the same
+shards through the shard runner, so a crash resumes at the first unfinished shard.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from stylemap import entry, paths, shards
 from stylemap.files import write_json
 from stylemap.params import RUN_KNOBS, for_stage
 from stylemap.rejects import Rejects
-from stylemap.teacher.client import VllmWorker, WorkerPool
+from stylemap.teacher import ray_llm
+from stylemap.teacher.client import VllmWorker
 from stylemap.teacher.tasks import describe_by_prompt, describe_vlm
 
 PROMPT_COLUMNS = ["image_id", "prompt"]
@@ -29,18 +31,17 @@ def main(root: str | Path = ".") -> dict:
                 "code": shards.code_fingerprint("describe", root)}
     metrics: dict = {"backend": p.describe.backend}
     vlm = p.describe.backend == "vlm"
-    pool_cm = WorkerPool(lambda env: VllmWorker.for_descriptions(p, env), p.describe.replicas,
-                         p.describe.gpus_per_replica) if vlm else nullcontext()
-    with pool_cm as pool:
-        def on_replica(df):  # each shard borrows a free engine replica
-            with pool.lease() as worker:
-                return describe_vlm(df, worker, p)
-
+    on_ray = vlm and p.describe.engine == "ray"
+    worker = VllmWorker.for_descriptions(p) if vlm and not on_ray else nullcontext()
+    with worker:
         for source in sources:
-            stats = shards.map_shards(
-                shards.shard_files(sample_dir / source), out_dir / source, on_replica if vlm else describe_by_prompt,
-                shard_size=p.describe.shard_size, params=identity, schema="describe",
-                columns=None if vlm else PROMPT_COLUMNS, desc=f"describe {source}", threads=len(pool) if vlm else 1)
+            args = dict(shard_size=p.describe.shard_size, params=identity, schema="describe", desc=f"describe {source}")
+            files = shards.shard_files(sample_dir / source)
+            if on_ray:
+                stats = ray_llm.describe_shards(files, out_dir / source, p, **args)
+            else:
+                fn = (lambda df: describe_vlm(df, worker, p)) if vlm else describe_by_prompt
+                stats = shards.map_shards(files, out_dir / source, fn, columns=None if vlm else PROMPT_COLUMNS, **args)
             print(f"describe {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed from a previous run")
             status = shards.read_dir(out_dir / source, columns=["status"])["status"]
             metrics.update(Rejects.from_column(status, "ok").report(stats["rows_in"], source))

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from stylemap import entry, paths, shards
 from stylemap.files import write_json, write_text_atomic
+from stylemap.model import ray_embed
 from stylemap.model.embedding import embed_frame, recipe_rows
 from stylemap.model.encoders import load_encoder
 from stylemap.params import for_stage
@@ -32,7 +34,18 @@ def _counts(out_dir: Path, missing: int = 0) -> Rejects:
 def main(root: str | Path = ".", encoder=None) -> dict:
     p = for_stage("embed", root)
     project = paths.Project(root)
-    encoder = encoder or load_encoder(p.embed)
+    make_encoder = (lambda: encoder) if encoder is not None else partial(load_encoder, p.embed)  # Ray actors call it
+    encoder = make_encoder()
+
+    def run(files: list[Path], out_dir: Path, expand, **args) -> dict:
+        """Embed shards on the chosen engine: originals (expand None, aug_seed -1) or augmented recipe rows."""
+        aug = p.embed.augment if expand else None
+        args = {**args, "shard_size": p.embed.shard_size, "schema": "embed", "columns": SAMPLE_COLUMNS}
+        if p.embed.engine == "ray":
+            return ray_embed.embed_shards(files, out_dir, p.embed, make_encoder, encoder.preprocess, aug, expand, **args)
+        prepare = expand or (lambda df: df.assign(aug_seed=-1))
+        return shards.map_shards(files, out_dir, lambda df: embed_frame(prepare(df), encoder, p.embed, aug), **args)
+
     sample_dir, embed_dir = project.path(paths.SAMPLE), project.path(paths.EMBED)
     identity = {"backend": p.embed.backend, "arch": p.embed.arch, "pretrained": p.embed.pretrained}
     code = shards.code_fingerprint("embed", root)
@@ -50,9 +63,7 @@ def main(root: str | Path = ".", encoder=None) -> dict:
             continue
         present.append(source)
         metrics["sources_present"] += 1
-        stats = shards.map_shards(files, embed_dir / source, lambda df: embed_frame(df.assign(aug_seed=-1), encoder, p.embed),
-                                  shard_size=p.embed.shard_size, params={**identity, "code": code}, schema="embed",
-                                  columns=SAMPLE_COLUMNS, desc=f"embed {source}")
+        stats = run(files, embed_dir / source, None, params={**identity, "code": code}, desc=f"embed {source}")
         tally = _counts(embed_dir / source)
         metrics.update(tally.report(stats["rows_in"], source))
         total.merge(tally)
@@ -63,11 +74,9 @@ def main(root: str | Path = ".", encoder=None) -> dict:
     missing = int((~wanted["image_id"].isin(known)).sum())
     expand = recipe_rows(wanted)
     recipe_key = hashlib.sha256(pd.util.hash_pandas_object(wanted, index=False).to_numpy().tobytes()).hexdigest()
-    shards.map_shards(
-        shards.shard_files(sample_dir / p.train_source), embed_dir / paths.AUGMENTED,
-        lambda df: embed_frame(expand(df), encoder, p.embed, p.embed.augment), shard_size=p.embed.shard_size,
-        params={**identity, "augment": p.embed.augment.model_dump(), "recipes": recipe_key, "code": code}, schema="embed",
-        columns=SAMPLE_COLUMNS, desc="embed augmented")
+    run(shards.shard_files(sample_dir / p.train_source), embed_dir / paths.AUGMENTED, expand,
+        params={**identity, "augment": p.embed.augment.model_dump(), "recipes": recipe_key, "code": code},
+        desc="embed augmented")
     tally = _counts(embed_dir / paths.AUGMENTED, missing)
     metrics.update(tally.report(len(wanted), paths.AUGMENTED))
     total.merge(tally)

@@ -17,7 +17,8 @@ from stylemap.labels.agreement import agreement_report, annotation_labels, gold_
 from stylemap.labels.taxonomy import load_taxonomy
 from stylemap.params import RUN_KNOBS, for_stage
 from stylemap.rejects import Rejects
-from stylemap.teacher.client import VllmWorker, WorkerPool
+from stylemap.teacher import ray_llm
+from stylemap.teacher.client import VllmWorker
 from stylemap.teacher.tasks import label_llm
 
 DESCRIPTION_COLUMNS = ["image_id", "description", "status"]
@@ -47,23 +48,23 @@ def main(root: str | Path = ".") -> dict:
              "code": shards.code_fingerprint("label", root)}
     metrics: dict = {"taxonomy_version": taxonomy.version, "categories": len(taxonomy.categories)}
     model = project.model(p.label.model)
-    replicas = (WorkerPool(lambda env: VllmWorker.for_labels(p, model, env), p.label.replicas, p.label.gpus_per_replica)
-                if p.label.run_llm else nullcontext())
-    with replicas as pool:
-        def on_replica(df: pd.DataFrame) -> pd.DataFrame:  # each shard borrows a free engine replica
-            with pool.lease() as worker:
-                return label_llm(df, worker, p, taxonomy, fewshot_file)
-
+    on_ray = p.label.run_llm and p.label.engine == "ray"
+    worker = VllmWorker.for_labels(p, model) if p.label.run_llm and not on_ray else nullcontext()
+    with worker:
         for source in sources:
             descriptions = shards.read_dir(describe_dir / source, columns=DESCRIPTION_COLUMNS)
             labels = keyword_labels(descriptions, taxonomy, p.label.max_styles)
-            if pool is not None:
+            if p.label.run_llm:
                 inputs = llm_inputs(describe_dir / source, p.label.llm_subset, p.seed,
                                     out_dir / "llm_subset" / f"{source}.parquet")
-                stats = shards.map_shards(
-                    inputs, out_dir / "llm" / source, on_replica, shard_size=p.label.shard_size,
-                    params={**p.label.model_dump(exclude=RUN_KNOBS), "seed": p.seed, "files": files},
-                    schema="llm_labels", columns=DESCRIPTION_COLUMNS, desc=f"label llm {source}", threads=len(pool))
+                args = dict(shard_size=p.label.shard_size, schema="llm_labels", desc=f"label llm {source}",
+                            params={**p.label.model_dump(exclude=RUN_KNOBS), "seed": p.seed, "files": files})
+                if on_ray:
+                    stats = ray_llm.label_shards(inputs, out_dir / "llm" / source, p, model, taxonomy, fewshot_file, **args)
+                else:
+                    stats = shards.map_shards(inputs, out_dir / "llm" / source,
+                                              lambda df: label_llm(df, worker, p, taxonomy, fewshot_file),
+                                              columns=DESCRIPTION_COLUMNS, **args)
                 print(f"label llm {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed")
                 llm = shards.read_dir(out_dir / "llm" / source, columns=["image_id", *LLM_COLUMNS])
                 labels = labels.merge(llm, on="image_id", how="left", validate="one_to_one")

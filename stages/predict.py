@@ -35,7 +35,7 @@ def main(root: str | Path = ".") -> dict:
             metrics[f"{platform}.absent"] = True
             continue
         out = out_dir / f"{platform}.parquet"
-        rejected = predict_platform(files, W, b, temperature, classes, out, platform)
+        rejected = predict_platform(files, W, b, temperature, classes, out, platform, p.predict.engine)
         pred = pd.read_parquet(out, columns=["top1", "confidence", "entropy", "ambiguity", "cross_entropy_uniform"])
         m, s, a = platform_summary(pred, rejected, classes, platform, rows_in=shards.count_rows(files))
         metrics["platforms_present"] += 1

@@ -56,8 +56,8 @@ def _nested(tally, drawn: int, name: str) -> dict:
     """metrics/sample.json keeps one block per source, with rejects and colour-mode conversions by kind."""
     flat = tally.report(drawn, name)
     return {"in": flat[f"{name}.in"], "kept": flat[f"{name}.kept"], "rejected": flat[f"{name}.rejected"],
-            "rejected_by": dict(sorted(tally.counts.items())), "converted_from": dict(sorted(tally.converted.items())),
-            "syntax_stripped": dict(sorted(tally.stripped.items()))}
+            "rejected_by": dict(sorted(tally.counts.items())), "converted_from": dict(sorted(tally.converted_from().items())),
+            "syntax_stripped": dict(sorted(tally.syntax_stripped().items()))}
 
 
 

@@ -29,7 +29,8 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 GLOBAL_KEYS = ("profile", "seed", "sources", "train_source", "platforms")  # read by several stages
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seed range
 # How a stage runs, not what it computes: changing these must not invalidate finished shards.
-RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "workers", "engine"}
+RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "workers", "engine", "engine_kwargs", "num_gpus"}
+ENGINES = Literal["local", "ray"]  # a heavy stage runs in this process (local) or on a Ray cluster (ray)
 
 
 class Strict(BaseModel):
@@ -58,6 +59,10 @@ class Source(Strict):
     n: int | None = Field(default=None, ge=1)  # overrides sample.n for this source
     min_words: int | None = Field(default=None, ge=0)  # overrides sample.min_words for this platform
     endpoint: str = ""  # Hub URL; empty = huggingface_hub's default (tests point it at a local server)
+    # rows: a uniform sample of rows; on the Hub only their images' bytes are read (HTTP ranges). parts: whole
+    # parts, seeded (a cluster sample: wider intervals), each downloaded whole (README "Sampling the Hub")
+    draw: Literal["rows", "parts"] = "rows"
+    keep_parts: bool = False  # draw parts on the Hub: keep downloaded parts in cache_dir (else deleted once read)
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +75,8 @@ class Source(Strict):
     def _layout_of_format(self):
         if self.layout not in LAYOUTS[self.format]:
             raise ValueError(f"layout {self.layout!r} is not one of format {self.format!r}'s: {LAYOUTS[self.format]}")
+        if self.keep_parts and (self.kind, self.draw) != ("hf", "parts"):
+            raise ValueError("keep_parts applies to parts downloaded whole: kind hf with draw: parts")
         if self.kind == "hf" and self.format != "diffusiondb":
             raise ValueError(f"kind hf reads DiffusionDB from the Hub; a {self.format} source is kind local "
                              "(download it first, under its terms)")
@@ -98,6 +105,8 @@ class Sample(Strict):
     max_member_bytes: int = Field(ge=1)  # an archive member inflating past this is rejected (zip bombs)
     max_image_nsfw: float = Field(ge=0, le=2)  # DiffusionDB's image_nsfw score above this is rejected (null: kept)
     max_prompt_nsfw: float = Field(ge=0, le=2)  # DiffusionDB's prompt_nsfw score above this is rejected
+    image_side: int = Field(ge=32, le=16383)  # stored images' longer side at most this (WebP's limit: 16383)
+    workers: int = Field(ge=1)  # parts in flight: reading one overlaps decoding others
     shard_size: int = Field(ge=1)
 
     @model_validator(mode="after")
@@ -117,22 +126,25 @@ class Teacher(Strict):
     batch_size: int = Field(ge=1)
     retries: int = Field(ge=0)
     timeout_s: float = Field(gt=0)
-    replicas: int = Field(ge=0)  # vLLM engines; 0 = as many as the visible GPUs hold (one on CPU)
+    engine: ENGINES
+    replicas: int = Field(ge=0)  # vLLM engines (ray); 0 = as many as the cluster's GPUs hold (one on CPU)
     shard_size: int = Field(ge=1)
     # further vllm.LLM arguments: gpu_memory_utilization, tensor_parallel_size (GPUs per replica), max_num_seqs,
     # mm_processor_kwargs, ...; the teacher's own keys (model, max_model_len, seed) are set above
-    engine: dict[str, Any] = Field(default_factory=dict)
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _engine_keys(self):
-        owned = {"model", "max_model_len", "seed"} & set(self.engine)
+        owned = {"model", "max_model_len", "seed"} & set(self.engine_kwargs)
         if owned:
-            raise ValueError(f"engine sets {sorted(owned)}; set them as the teacher's own keys")
+            raise ValueError(f"engine_kwargs sets {sorted(owned)}; set them as the teacher's own keys")
+        if self.engine == "local" and self.replicas > 1:
+            raise ValueError(f"replicas {self.replicas} needs engine: ray (engine: local runs one vLLM engine)")
         return self
 
     @property
     def gpus_per_replica(self) -> int:
-        return int(self.engine.get("tensor_parallel_size", 1))
+        return int(self.engine_kwargs.get("tensor_parallel_size", 1))
 
 
 class Describe(Teacher):
@@ -187,7 +199,10 @@ class Embed(Strict):
     arch: str
     pretrained: str
     batch_size: int = Field(ge=1)
-    workers: int = Field(ge=0)
+    workers: int = Field(ge=0)  # local: DataLoader decode workers
+    engine: ENGINES
+    replicas: int = Field(ge=0)  # ray: encoder actors; 0 = one per GPU of the cluster (one on CPU)
+    num_gpus: float = Field(ge=0)  # ray: GPUs per encoder actor (0 on a CPU cluster)
     shard_size: int = Field(ge=1)
     augment: Augment
 
@@ -205,6 +220,10 @@ class Evaluate(Strict):
     ece_bins: int = Field(ge=2)
     kmeans_k: int = Field(ge=1)
     zero_shot_templates: list[str] = Field(min_length=1)
+
+
+class Predict(Strict):
+    engine: ENGINES
 
 
 class Audit(Strict):
@@ -255,6 +274,7 @@ class Params(Strict):
     embed: Embed
     train: Train
     evaluate: Evaluate
+    predict: Predict
     audit: Audit
     quantify: Quantify
     map: Map

@@ -25,7 +25,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         _key("image_id"), _key("source"), _key("image_name"), _key("part_id", pa.int64()),
         _key("prompt"), ("seed", pa.int64()), ("cfg", pa.float64()), ("steps", pa.int64()), ("sampler", pa.string()),
         _key("width", pa.int64()), _key("height", pa.int64()), _key("phash"),
-        _key("image_bytes", pa.binary()),  # the original encoded file
+        _key("image_bytes", pa.binary()),  # the original file, or a lossless WebP (smaller, or shrunk to sample.image_side)
         ("timestamp", pa.timestamp("us", tz="UTC")),  # when the image was made, where the corpus says
         ("annotated_styles", string_list),  # the corpus's own style annotations (JourneyDB's Task1.Style)
     ]),

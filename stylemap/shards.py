@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -103,6 +101,27 @@ def input_fingerprint(files: list[Path]) -> str:
     return h.hexdigest()
 
 
+def pending_shards(in_files: list[Path], out_dir: Path, *, shard_size: int, params: dict,
+                   columns: list[str] | None, stats: dict, bar: tqdm) -> Iterator[tuple[pa.Table, Path]]:
+    """(input table, target file) of every shard still to do, in order. Shards a previous run finished under the
+    same fingerprint are counted in `stats` as resumed and skipped. Both engines (local threads, Ray) use this,
+    so a shard is the same rows with the same file name whichever engine made it."""
+    prepare_dir(out_dir, {"params": params, "inputs": input_fingerprint(in_files), "shard_size": shard_size})
+    for i, table in enumerate(iter_batches(in_files, shard_size, columns)):
+        stats["shards"] += 1
+        target = out_dir / f"shard-{i:05d}.parquet"
+        if target.exists():
+            stats["shards_resumed"] += 1
+            stats["rows_out"] += pq.ParquetFile(target).metadata.num_rows
+            bar.update(table.num_rows)
+            continue
+        yield table, target
+
+
+def new_stats(in_files: list[Path]) -> dict:
+    return {"shards": 0, "shards_resumed": 0, "rows_in": count_rows(in_files), "rows_out": 0}
+
+
 def map_shards(
     in_files: list[Path],
     out_dir: str | Path,
@@ -113,43 +132,21 @@ def map_shards(
     schema: str,
     columns: list[str] | None = None,
     desc: str = "shards",
-    threads: int = 1,
 ) -> dict:
     """Apply `fn` to every `shard_size` rows of `in_files`; output shard i -> out_dir/shard-i.parquet,
-    checked against `schemas.SCHEMAS[schema]`.
+    checked against `schemas.SCHEMAS[schema]`. One shard is in memory at a time.
 
-    `threads` > 1 runs shards concurrently (for fns that wait on other processes, e.g. one vLLM engine
-    per GPU); at most 2·threads shards are read ahead, so memory stays bounded.
     Returns counts: shards total, shards skipped because a previous run finished them, rows.
+    (`stylemap.cluster.map_shards_ray` keeps the same contract with the work spread over a Ray cluster.)
     """
-    out_dir = Path(out_dir)
-    prepare_dir(out_dir, {"params": params, "inputs": input_fingerprint(in_files), "shard_size": shard_size})
-    total = count_rows(in_files)
-    stats = {"shards": 0, "shards_resumed": 0, "rows_in": total, "rows_out": 0}
-
-    def run_one(table: pa.Table, target: Path) -> int:
-        result = fn(table.to_pandas())
-        schemas.write(schema, result, target)
-        return len(result)
-
-    with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True) as bar, ThreadPoolExecutor(threads) as pool:
-        pending: deque = deque()
-        for i, table in enumerate(iter_batches(in_files, shard_size, columns)):
-            stats["shards"] += 1
-            target = out_dir / f"shard-{i:05d}.parquet"
-            if target.exists():
-                stats["shards_resumed"] += 1
-                stats["rows_out"] += pq.ParquetFile(target).metadata.num_rows
-                bar.update(table.num_rows)
-                continue
-            pending.append((pool.submit(run_one, table, target), table.num_rows))
-            while len(pending) > 2 * threads or (pending and pending[0][0].done()):
-                future, rows = pending.popleft()
-                stats["rows_out"] += future.result()
-                bar.update(rows)
-        for future, rows in pending:
-            stats["rows_out"] += future.result()
-            bar.update(rows)
+    stats = new_stats(in_files)
+    with tqdm(total=stats["rows_in"], desc=desc, unit="img", dynamic_ncols=True) as bar:
+        for table, target in pending_shards(in_files, Path(out_dir), shard_size=shard_size, params=params,
+                                            columns=columns, stats=stats, bar=bar):
+            result = fn(table.to_pandas())
+            schemas.write(schema, result, target)
+            stats["rows_out"] += len(result)
+            bar.update(table.num_rows)
     return stats
 
 

@@ -4,6 +4,8 @@
   overrides, validated (and written into a temporary project directory for stages to read).
 - `horde_rows` / `write_journeydb`: the shared Horde images, and a JourneyDB tree packed from any rows, so the
   corpus readers are tested and benchmarked on real generated images.
+- `write_diffusiondb`: a DiffusionDB-shaped corpus of any size whose rows are kept or rejected at known rates,
+  for the Hub sampling tests and bench/bench_download.py (served by `stylemap.hub_server`).
 - Four visually distinct styles drawn with numpy, written as real sample shards and balance recipes
   (`make_project`), and a randomly initialised open_clip checkpoint for the production loading path.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -58,6 +61,13 @@ def draw(style: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
     img = Image.fromarray((base * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
     img = np.asarray(img.filter(ImageFilter.GaussianBlur(4)), np.float32) + rng.normal(0, 4, (size, size, 3))
     return Image.fromarray(img.clip(0, 255).astype(np.uint8))
+
+
+def same_pixels(stored: bytes, original: bytes) -> bool:
+    """Whether a stored image (sample re-encodes losslessly) shows the pixels the original decodes to."""
+    from stylemap.corpus.images import decode_rgb
+
+    return np.array_equal(np.asarray(decode_rgb(stored)), np.asarray(decode_rgb(original)))
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -172,6 +182,54 @@ def horde_rows(limit: int | None = None) -> list[dict]:
             rows += [{"image_name": r.image_name, "data": zf.read(r.image_name), "prompt": r.prompt,
                       "part_id": int(part_id), "style": styles.get(r.image_name)} for r in part.itertuples()]
     return rows
+
+
+# what a DiffusionDB-shaped corpus row is made to be: kept, or rejected for one reason, and with what share
+ROW_MIX = {"kept": 0.5, "too_short": 0.2, "nsfw_image": 0.1, "nsfw_prompt": 0.1, "language": 0.09, "undecodable": 0.01}
+
+
+def write_diffusiondb(root: Path, parts: int, per_part: int, seed: int = 0, side: int = 64,
+                      mix: dict[str, float] = ROW_MIX) -> pd.DataFrame:
+    """A DiffusionDB 2M-layout corpus at root, like the Hub's (names like its UUIDs, stored PNG members, the part
+    JSON last, then the directory), of `parts` parts with `per_part` images drawn from 64 noisy styled `side` px
+    PNGs; each row's prompt, NSFW scores and image make it kept or rejected for the reason drawn from `mix`.
+    Returns the metadata with each row's `outcome` and PNG `image_bytes` (its size), written part by part."""
+    from stylemap.corpus import demo  # scikit-image: imported only by those who build corpora
+
+    rng = np.random.default_rng(seed)
+    pool = []
+    for i in range(64):
+        pixels = np.asarray(draw(STYLES[i % len(STYLES)], rng, side), np.float32) + rng.normal(0, 6, (side, side, 3))
+        pool.append(encode_png(Image.fromarray(pixels.clip(0, 255).astype(np.uint8))))
+    good = [t.format(s) for t in demo.PROMPTS.values() for s in demo.SUBJECTS.values()]
+    prompts = {"too_short": "a cat, watercolor", "language": demo.BAD_PROMPTS[0][0]}
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for part_id in range(1, parts + 1):
+        entries, name = {}, f"part-{part_id:06d}"
+        with zipfile.ZipFile(root / "images" / f"{name}.zip", "w") as zf:
+            for outcome in rng.choice(list(mix), per_part, p=list(mix.values())):
+                image_name = f"{uuid.UUID(bytes=rng.bytes(16))}.png"
+                data = pool[rng.integers(len(pool))]
+                data = data[: len(data) // 2] if outcome == "undecodable" else data
+                prompt = prompts.get(outcome, good[rng.integers(len(good))])
+                zf.writestr(zipfile.ZipInfo(image_name, demo.ZIP_TIME), data)
+                entries[image_name] = {"p": prompt, "se": int(rng.integers(2**31)), "c": 7.0, "st": 50, "sa": 8}
+                rows.append({"image_name": image_name, "prompt": prompt, "part_id": part_id, "outcome": outcome,
+                             "seed": entries[image_name]["se"], "image_bytes": len(data),
+                             "image_nsfw": 0.9 if outcome == "nsfw_image" else 0.1,
+                             "prompt_nsfw": 0.9 if outcome == "nsfw_prompt" else 0.1})
+            zf.writestr(zipfile.ZipInfo(f"{name}.json", demo.ZIP_TIME), json.dumps(entries))
+    meta = pd.DataFrame(rows)
+    n = len(meta)
+    table = pd.DataFrame({
+        "image_name": meta["image_name"], "prompt": meta["prompt"], "part_id": meta["part_id"].astype("uint16"),
+        "seed": meta["seed"].astype("uint32"), "step": np.full(n, 50, "uint16"), "cfg": np.full(n, 7.0, "float32"),
+        "sampler": np.full(n, 8, "uint8"), "width": np.full(n, side, "uint16"), "height": np.full(n, side, "uint16"),
+        "user_name": "stylemap-bench", "timestamp": demo.made_at(meta["seed"].to_numpy()),
+        "image_nsfw": meta["image_nsfw"].astype("float32"), "prompt_nsfw": meta["prompt_nsfw"].astype("float32")})
+    table.to_parquet(root / "metadata.parquet", index=False)
+    return meta
 
 
 def write_journeydb(root: Path, lines: list, parts: dict[int, dict], split: str = "train") -> Path:

@@ -14,7 +14,7 @@ def test_production_profile_holds_overrides_only_and_validates():
 
     def leaves(d, prefix=""):
         for k, v in d.items():
-            if isinstance(v, dict) and k not in ("sources", "engine"):  # mappings of free keys are values
+            if isinstance(v, dict) and k not in ("sources", "engine_kwargs"):  # mappings of free keys are values
                 yield from leaves(v, f"{prefix}{k}.")
             else:
                 yield f"{prefix}{k}", v
@@ -83,6 +83,12 @@ def test_validate_command_lists_planned_stages_for_production():
 
 
 def test_engine_arguments_cannot_override_the_teachers_own_keys():
-    raw = raw_params({"label.engine": {"seed": 3}})
-    with pytest.raises(ParamsError, match=r"label: Value error, engine sets \['seed'\]"):
+    raw = raw_params({"label.engine_kwargs": {"seed": 3}})
+    with pytest.raises(ParamsError, match=r"label: Value error, engine_kwargs sets \['seed'\]"):
         parse(raw)
+
+
+def test_more_than_one_engine_replica_needs_the_ray_engine():
+    with pytest.raises(ParamsError, match=r"replicas 2 needs engine: ray"):
+        parse(raw_params({"label.replicas": 2}))
+    assert parse(raw_params({"label.replicas": 2, "label.engine": "ray"})).label.replicas == 2

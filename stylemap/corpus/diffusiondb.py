@@ -3,7 +3,8 @@
 `metadata.parquet` (13 columns; `metadata-large.parquet` for DiffusionDB Large) and `part-NNNNNN.zip`
 files, each holding the images (PNG in 2M, WebP in Large) and `part-NNNNNN.json` ({name: {p, se, c, st, sa}}).
 2M keeps its parts under `images/`; Large splits them over `diffusiondb-large-part-1/` (parts up to 10000)
-and `diffusiondb-large-part-2/`.
+and `diffusiondb-large-part-2/`. On the Hub a part is read by HTTP ranges (only the members sampled) or, with
+`draw: parts`, downloaded whole and deleted once read (hub.py).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap.corpus import local
+from stylemap.corpus import hub, local
 from stylemap.corpus.formats import CorpusError, MemberError, with_row_columns
 from stylemap.params import Source
 
@@ -51,35 +52,30 @@ class Corpus:
             return f"images/part-{part_id:06d}.zip"
         return f"diffusiondb-large-part-{1 if part_id <= 10000 else 2}/part-{part_id:06d}.zip"
 
-    def _local(self, relpath: str) -> Path | None:
-        """The file at its layout path (never a same-named file elsewhere in the tree)."""
-        if self.src.kind == "local":
-            path = self.root / relpath
-            return path if path.is_file() else None
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+    @cached_property
+    def _commit(self) -> str:
+        """The commit `revision` points at now: every Hub file of one run is read at it (a branch moves)."""
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-        try:
-            return Path(hf_hub_download(self.src.path, relpath, repo_type="dataset", revision=self.src.revision,
-                                        cache_dir=self.src.cache_dir, endpoint=self.src.endpoint or None))
-        except EntryNotFoundError:
-            return None  # like a local file that is not there: its rows become counted rejects
+        url = hf_hub_url(self.src.path, self.metadata_name, repo_type="dataset", revision=self.src.revision,
+                         endpoint=self.src.endpoint or None)
+        return get_hf_file_metadata(url, retry_on_errors=True).commit_hash
 
     def identity(self) -> str:
         """What the corpus holds, for resume fingerprints: every local file's path, size and mtime (a changed
-        corpus must not resume from shards of the old one); on the Hub, the dataset revision."""
-        if self.src.kind != "local":  # a branch name moves: the commit it points at now is the identity
-            from huggingface_hub import get_hf_file_metadata, hf_hub_url
-
-            url = hf_hub_url(self.src.path, self.metadata_name, repo_type="dataset", revision=self.src.revision,
-                             endpoint=self.src.endpoint or None)
-            return f"{self.src.path}@{get_hf_file_metadata(url).commit_hash}"
+        corpus must not resume from shards of the old one); on the Hub, the commit of the dataset revision."""
+        if self.src.kind != "local":
+            return f"{self.src.path}@{self._commit}"
         return local.identity(self.root, [p.relative_to(self.root).as_posix() for p in self._files])
 
     def metadata(self) -> pd.DataFrame:
         name = self.metadata_name
-        path = self._local(name)
-        if path is None or not path.exists():
+        if self.src.kind == "local":
+            path = self.root / name
+        else:
+            path, _ = hub.download(self.src.path, name, self._commit, self.src.endpoint or None, self.src.cache_dir,
+                                   keep=True)
+        if path is None or not path.is_file():
             raise CorpusError(f"{self.root}: {name} not found")
         try:
             meta = pd.read_parquet(path)
@@ -90,20 +86,58 @@ class Corpus:
             raise CorpusError(f"{path}: missing DiffusionDB columns {missing}")
         return with_row_columns(meta[METADATA_COLUMNS])
 
-    def part(self, part_id: int) -> Path | None:
-        return self._local(self.part_path(part_id))
-
     def open_part(self, part_id: int, max_bytes: int) -> ZipPart:
-        return ZipPart(*read_part(self.part(part_id), part_id, max_bytes))
+        """The part zip: a local file; on the Hub, read by ranges, or (draw: parts) downloaded whole and
+        deleted when the part is closed unless `keep_parts`."""
+        relpath = self.part_path(part_id)
+        if self.src.kind == "local":
+            path = self.root / relpath
+            return ZipPart.open(path if path.is_file() else None, part_id, max_bytes)
+        endpoint = self.src.endpoint or None
+        if self.src.draw == "parts":
+            path, drop = hub.download(self.src.path, relpath, self._commit, endpoint, self.src.cache_dir,
+                                      self.src.keep_parts)
+            try:
+                return ZipPart.open(path, part_id, max_bytes, drop)
+            except CorpusError:
+                drop()
+                raise
+        return ZipPart.open(hub.open_ranges(self.src.path, relpath, self._commit, endpoint), part_id, max_bytes)
 
 
 class ZipPart:
-    """An opened part zip: members by name, and the generation fields its part JSON stores per image."""
+    """An opened part zip: members by name, and the generation fields its part JSON stores per image.
 
-    def __init__(self, zf: zipfile.ZipFile, entries: dict):
-        self.zf, self.entries = zf, entries
+    A zip read by ranges (hub.RangeFile) gets each member's whole extent in one request before zipfile reads it."""
+
+    def __init__(self, zf: zipfile.ZipFile, entries: dict, on_close=None):
+        self.zf, self.entries, self.on_close = zf, entries, on_close
+
+    @classmethod
+    def open(cls, source: Path | hub.RangeFile | None, part_id: int, max_bytes: int, on_close=None) -> ZipPart:
+        """Open a part zip (a path or a RangeFile) and its JSON; CorpusError naming the file when either is
+        missing or broken."""
+        name = f"part-{part_id:06d}"
+        if source is None:
+            raise CorpusError(f"{name}.zip not found")
+        try:
+            zf = zipfile.ZipFile(source)
+        except (zipfile.BadZipFile, OSError, ValueError) as err:
+            raise CorpusError(f"{_label(source)}: {type(err).__name__}: {err}") from None
+        part = cls(zf, {}, on_close)
+        try:
+            part.entries = part_entries(zf, name, lambda member: part.read(member, max_bytes))
+        except CorpusError as err:
+            zf.close()
+            raise CorpusError(f"{_label(source)}: {err}") from None
+        return part
 
     def read(self, image_name: str, max_bytes: int) -> bytes:
+        info = self.zf.NameToInfo.get(image_name)
+        if isinstance(self.zf.fp, hub.RangeFile) and info is not None and info.file_size <= max_bytes:
+            start = info.header_offset
+            self.zf.fp.prefetch(start, start + zipfile.sizeFileHeader + len(info.orig_filename.encode()) + len(info.extra)
+                                + hub.LOCAL_SLACK + min(info.compress_size, max_bytes + 1))
         return read_member(self.zf, image_name, max_bytes)
 
     def fields(self, image_name: str) -> dict | None:
@@ -117,6 +151,8 @@ class ZipPart:
 
     def __exit__(self, *exc) -> None:
         self.zf.close()
+        if self.on_close:
+            self.on_close()
 
 
 def read_member(zf: zipfile.ZipFile, name: str, max_bytes: int) -> bytes:
@@ -131,6 +167,8 @@ def read_member(zf: zipfile.ZipFile, name: str, max_bytes: int) -> bytes:
     try:
         with zf.open(info) as stream:
             data = stream.read(max_bytes + 1)
+    except hub.FetchError:
+        raise  # the network failed, not the member
     except Exception as err:  # noqa: BLE001 - encrypted, CRC mismatch, bad deflate, unknown method: this member only
         raise MemberError("member_unreadable", f"{type(err).__name__}: {err}") from None
     if len(data) > max_bytes:
@@ -138,27 +176,20 @@ def read_member(zf: zipfile.ZipFile, name: str, max_bytes: int) -> bytes:
     return data
 
 
-def read_part(path: Path | None, part_id: int, max_bytes: int) -> tuple[zipfile.ZipFile, dict]:
-    """Open a part zip and its JSON; CorpusError naming the file when either is missing or broken."""
-    name = f"part-{part_id:06d}"
-    if path is None or not path.exists():
-        raise CorpusError(f"{name}.zip not found")
+def _label(source) -> str:
+    return str(source.name if isinstance(source, hub.RangeFile) else source)
+
+
+def part_entries(zf: zipfile.ZipFile, name: str, read) -> dict:
+    """The part JSON `name`.json of an open part zip, read by `read(member)`; CorpusError naming the fault."""
+    if f"{name}.json" not in zf.NameToInfo:
+        raise CorpusError(f"{name}.json missing from the zip")
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CorpusError(f"{path}: {type(err).__name__}: {err}") from None
-    if f"{name}.json" not in zf.namelist():
-        zf.close()
-        raise CorpusError(f"{path}: {name}.json missing from the zip")
-    try:
-        meta = json.loads(read_member(zf, f"{name}.json", max_bytes).decode("utf-8"))
+        meta = json.loads(read(f"{name}.json").decode("utf-8"))
     except MemberError as err:
-        zf.close()
-        raise CorpusError(f"{path}: {name}.json: {err}") from None
+        raise CorpusError(f"{name}.json: {err}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        zf.close()
-        raise CorpusError(f"{path}: {name}.json is not UTF-8 JSON: {type(err).__name__}: {err}") from None
+        raise CorpusError(f"{name}.json is not UTF-8 JSON: {type(err).__name__}: {err}") from None
     if not isinstance(meta, dict):
-        zf.close()
-        raise CorpusError(f"{path}: {name}.json must hold an object, got {type(meta).__name__}")
-    return zf, meta
+        raise CorpusError(f"{name}.json must hold an object, got {type(meta).__name__}")
+    return meta

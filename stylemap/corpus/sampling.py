@@ -1,201 +1,60 @@
-"""Draw N images per source and filter them, part by part, with every reject counted.
+"""Draw n kept images per source: rows in a seeded order, read part by part in rounds, every reject counted.
 
-The draw is seeded over metadata rows; then every drawn row is either kept or rejected with a reason
-(`in = kept + rejected`). Parts are read one at a time and kept rows stream into fixed-size shards,
-so memory does not grow with N. A finished part leaves `_parts/part-NNNNNN.json` (its tally) after its
-shards, so a rerun after a crash redoes only the part in flight.
+The draw order is a seeded permutation of the table's rows (`draw: rows`), or of its parts with each part's rows
+in that permutation's order (`draw: parts`: a cluster sample). The sample is the shortest prefix of that order
+holding n kept rows, so `in = kept + rejected` counts exactly the rows drawn, and the result does not depend on
+how the work was split. A round reads the next rows the keep rate says n needs (measured on the rows read so
+far; before any, the table's filters on the first PILOT rows) plus two standard deviations; the round that
+passes n is cut at its n-th kept row, so images read beyond it are dropped. Its parts are read `sample.workers`
+at a time (reading one overlaps decoding another), each streamed into shards whose finished part leaves
+`_parts/rNN-part-NNNNNN.json`, its tally: a rerun after a crash redoes only the parts in flight.
 """
 from __future__ import annotations
 
-import io
 import json
-from collections import Counter
-from dataclasses import dataclass, field
+import math
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import NamedTuple
 
-import imagehash
 import numpy as np
 import pandas as pd
-from PIL import Image
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from stylemap import schemas, shards
-from stylemap.corpus.formats import CorpusError, MemberError, Part, Reader, open_corpus
-from stylemap.corpus.filters import prompt_reject
-from stylemap.corpus.images import DecodeError, decode_rgb
-from stylemap.corpus.syntax import SYNTAXES
+from stylemap.corpus.formats import CorpusError, Reader, open_corpus
+from stylemap.corpus.records import PartTally, sample_part, table_keeps
 from stylemap.files import write_text_atomic
-from stylemap.params import Sample, Source
-from stylemap.rejects import Rejects
+from stylemap.params import RUN_KNOBS, Sample, Source
 
-MIN_SIDE = 32  # smaller images carry no style information (1x1 tracking pixels, icons)
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+PILOT = 10_000  # rows whose table fields give the first round's keep rate (±0.5 % at a 50 % rate)
 
 
-def draw(meta: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded draw of n metadata rows (all rows when the corpus is smaller): (rows in part order for streaming,
-    drawn rows whose part_id or image_name cannot address an image, with `reason`)."""
-    drawn = meta.sample(n=min(n, len(meta)), random_state=seed)
-    part = pd.to_numeric(drawn["part_id"], errors="coerce")
+def rank_rows(meta: pd.DataFrame, seed: int, draw: str = "rows") -> pd.DataFrame:
+    """Every row of `meta` in draw order, indexed 0.. with that position as `rank`; `part` is the int part id (-1
+    when part_id is not one), `unaddressable` the reason a row can address no image ("" when it can), and
+    `duplicate` marks an image name ranked before. With `draw: parts` rows no part holds are never drawn."""
+    ranked = meta.sample(frac=1, random_state=seed)
+    part = pd.to_numeric(ranked["part_id"], errors="coerce")
     good_part = part.notna() & (part % 1 == 0) & (part >= 0)
-    good_name = drawn["image_name"].map(lambda v: isinstance(v, str) and v.strip() != "")
-    bad = drawn[~(good_part & good_name)].assign(reason=np.where(good_part[~(good_part & good_name)], "bad_image_name",
-                                                                  "bad_part_id"))
-    ok = drawn[good_part & good_name].assign(part_id=part[good_part & good_name].astype("int64"))
-    return ok.sort_values(["part_id", "image_name"], kind="stable"), bad
+    good_name = ranked["image_name"].map(lambda v: isinstance(v, str) and v.strip() != "")
+    ranked = ranked.assign(part=part.where(good_part, -1).astype("int64"),
+                           unaddressable=np.select([~good_part, ~good_name], ["bad_part_id", "bad_image_name"], ""))
+    if draw == "parts":
+        ids = np.sort(ranked.loc[good_part, "part"].unique())
+        position = pd.Series(np.arange(len(ids)), index=np.random.RandomState(seed).permutation(ids))
+        ranked = ranked[good_part].assign(order=lambda f: f["part"].map(position)).sort_values("order", kind="stable")
+    ranked = ranked.reset_index(drop=True)
+    return ranked.assign(rank=ranked.index, duplicate=ranked["image_name"].duplicated())
 
 
-def image_record(data: bytes, s: Sample) -> tuple[dict, str]:
-    """Validated image facts for a kept row and its original mode; DecodeError for a reject."""
-    image = decode_rgb(data, s.max_pixels)
-    mode = Image.open(io.BytesIO(data)).mode  # decodable: checked above
-    if min(image.size) < MIN_SIDE:
-        raise DecodeError("too_small", f"{image.width}x{image.height}")
-    return {"width": image.width, "height": image.height, "phash": str(imagehash.phash(image))}, mode
-
-
-@dataclass
-class PartTally(Rejects):
-    """A part's rejects plus the colour modes converted to RGB among its kept images."""
-
-    key: str = "image_name"
-    converted: Counter = field(default_factory=Counter)
-    stripped: Counter = field(default_factory=Counter)  # platform syntax removed from prompts (syntax.py)
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "converted": dict(self.converted), "stripped": dict(self.stripped)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PartTally:
-        return cls(d["key"], d["kept"], Counter(d["counts"]), d["rows"], Counter(d["converted"]), Counter(d["stripped"]))
-
-    def merge(self, other: PartTally) -> None:
-        super().merge(other)
-        self.converted.update(other.converted)
-        self.stripped.update(other.stripped)
-
-
-class FieldError(ValueError):
-    """A metadata field of one row has the wrong type or range; the message names the field."""
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
-
-
-def _integer(field: str, value) -> int | None:
-    if _missing(value):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)) \
-            or not float(value).is_integer():
-        raise FieldError(f"{field}: {value!r} is not an integer")
-    if not INT64_MIN <= int(value) <= INT64_MAX:
-        raise FieldError(f"{field}: {value} is outside int64")
-    return int(value)
-
-
-def _number(field: str, value) -> float | None:
-    if _missing(value):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)) or not np.isfinite(value):
-        raise FieldError(f"{field}: {value!r} is not a finite number")
-    return float(value)
-
-
-def _text(field: str, value) -> str | None:
-    if _missing(value):
-        return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(value)  # DiffusionDB stores some codes (the sampler) as integers
-    if not isinstance(value, str):
-        raise FieldError(f"{field}: {type(value).__name__} is not text")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise FieldError(f"{field}: not encodable as UTF-8") from None
-    return value
-
-
-def row_fields(entry: dict, row) -> dict:
-    """The typed generation fields of one row (the part's own fields first, the table as fallback); FieldError
-    on a bad one."""
-    prompt = entry.get("prompt", row.prompt)
-    if not _missing(prompt) and not isinstance(prompt, str):
-        raise FieldError(f"prompt: {type(prompt).__name__} is not text")
-    return {"prompt": _text("prompt", prompt), "cfg": _number("cfg", entry.get("cfg", row.cfg)),
-            "seed": _integer("seed", entry.get("seed", row.seed)), "steps": _integer("steps", entry.get("step", row.step)),
-            "sampler": _text("sampler", entry.get("sampler", row.sampler))}
-
-
-def _timestamp(value) -> pd.Timestamp | None:
-    """A UTC timestamp, or None where the corpus has none (or an unparseable one: it only feeds trends)."""
-    if _missing(value):
-        return None
-    stamp = pd.to_datetime(value, utc=True, errors="coerce")
-    return None if pd.isna(stamp) else stamp
-
-
-def _styles(value) -> list[str] | None:
-    """A corpus's own style annotations as a list of strings (JourneyDB's Task1.Style), or None."""
-    if value is None or (not isinstance(value, (list, tuple, np.ndarray))):
-        return None
-    return [str(v) for v in value if isinstance(v, str) and v.strip()]
-
-
-def nsfw_reject(row, s: Sample) -> tuple[str, str] | None:
-    """(reason, detail) when DiffusionDB's NSFW score of the image or prompt is above its param, else None.
-    A missing score is kept (many corpora have none); a score that is not a number is a bad field."""
-    for column, limit, reason in (("image_nsfw", s.max_image_nsfw, "nsfw_image"),
-                                  ("prompt_nsfw", s.max_prompt_nsfw, "nsfw_prompt")):
-        score = _number(column, getattr(row, column))
-        if score is not None and score > limit:
-            return reason, f"{column}={score:.3f} > {limit}"
-    return None
-
-
-def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, syntax: str = "plain") -> tuple[list[dict], PartTally]:
-    """Filter the drawn rows of one part; returns kept records (with image bytes) and the part's tally.
-
-    The platform's prompt syntax (`syntax`, see syntax.py) is stripped before the prompt filters."""
-    tally = PartTally()
-    kept: list[dict] = []
-    for row in rows.itertuples():
-        if row.duplicate:
-            tally.reject(row.image_name, "duplicate_name")
-            continue
-        if row.reject:  # known from the table alone (a failed download)
-            tally.reject(row.image_name, row.reject, row.reject_detail or "")
-            continue
-        entry = part.fields(row.image_name)
-        if entry is None:
-            tally.reject(row.image_name, "not_in_part", f"part {row.part_id}")
-            continue
-        try:
-            fields = row_fields(entry, row)
-            if fields["prompt"] is not None:
-                fields["prompt"] = SYNTAXES[syntax](fields["prompt"], tally.stripped)
-            reason = nsfw_reject(row, s) or prompt_reject(fields["prompt"], fields["cfg"], s)
-        except FieldError as err:
-            tally.reject(row.image_name, "bad_field", str(err))
-            continue
-        if reason:
-            tally.reject(row.image_name, *reason)
-            continue
-        try:
-            data = part.read(row.image_name, s.max_member_bytes)
-            facts, mode = image_record(data, s)
-        except (MemberError, DecodeError) as err:
-            tally.reject(row.image_name, err.reason, err.detail)
-            continue
-        if mode != "RGB":
-            tally.converted[mode] += 1
-        tally.kept += 1
-        kept.append({"image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
-                     "part_id": int(row.part_id), **fields, "prompt": " ".join(fields["prompt"].split()),
-                     "image_bytes": data, **facts, "timestamp": _timestamp(row.timestamp),
-                     "annotated_styles": _styles(row.annotated_styles)})
-    return kept, tally
+def round_rows(need: int, rate: float) -> int:
+    """Rows that hold `need` kept ones at keep rate `rate` with ~98 % probability: the negative binomial's mean
+    need/rate plus two standard deviations, sqrt(need·(1-rate))/rate each."""
+    return math.ceil((need + 2 * math.sqrt(need * (1 - rate))) / rate)
 
 
 class Sampled(NamedTuple):
@@ -211,47 +70,99 @@ class Sampled(NamedTuple):
 
 def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code: str,
                   excluded: frozenset[str] = frozenset()) -> Sampled:
-    """Draw, filter and write one source's shards into `out`, part by part (`code`: the stage's code fingerprint).
+    """Draw, filter and write one source's shards into `out`, round by round (`code`: the stage's code fingerprint).
 
     Rows named in `excluded` (another source's draw, for a disjoint sample) are taken out before drawing."""
     corpus = open_corpus(src)
     s = s.model_copy(update={k: v for k, v in (("n", src.n), ("min_words", src.min_words)) if v is not None})
     meta = corpus.metadata()
     others = meta["image_name"].isin(excluded)
-    drawn, unaddressable = draw(meta[~others], s.n, seed)
-    drawn["duplicate"] = drawn["image_name"].duplicated()
-    shards.prepare_dir(out, {"source": src.model_dump(), "sample": s.model_dump(), "seed": seed,
-                             "corpus": corpus.identity(), "code": code, "excluded": sorted(excluded)})
+    ranked = rank_rows(meta[~others], seed, src.draw)
+    shards.prepare_dir(out, {"source": src.model_dump(exclude={"keep_parts"}), "sample": s.model_dump(exclude=RUN_KNOBS),
+                             "seed": seed, "corpus": corpus.identity(), "code": code, "excluded": sorted(excluded)})
+    ends = np.append(np.flatnonzero(np.diff(ranked["part"].to_numpy())) + 1, len(ranked))  # where each part's rows end
+    rounds: list[dict[int, PartTally]] = []
+    done, kept = 0, 0
+    rate = (table_keeps(ranked.head(PILOT), s, src.syntax) + 1) / (min(PILOT, len(ranked)) + 2)
+    with tqdm(total=0, desc=f"sample {name}", unit="img") as bar, ThreadPoolExecutor(s.workers) as pool:
+        while kept < s.n and done < len(ranked):
+            end = min(len(ranked), done + round_rows(s.n - kept, rate))
+            if src.draw == "parts":  # whole parts: a round ends where a part does
+                end = int(ends[np.searchsorted(ends, end)])
+            bar.total = end
+            rounds.append(_run_round(len(rounds), name, corpus, ranked.iloc[done:end], s, src.syntax, out, pool, bar))
+            before, kept = kept, kept + sum(t.kept for t in rounds[-1].values())
+            done = end
+            rate = (kept + 1) / (done + 2)
+    if kept >= s.n:  # rows after the n-th kept one were read, not drawn
+        done = _cut(out, len(rounds) - 1, rounds[-1], s.n - before)
     total = PartTally()
-    for row in unaddressable.itertuples():
-        total.reject(row.image_name, row.reason, f"part_id={row.part_id!r}")
-    with tqdm(total=len(drawn), desc=f"sample {name}", unit="img") as bar:
-        for part_id, rows in drawn.groupby("part_id", sort=True):
-            marker = out / "_parts" / f"part-{part_id:06d}.json"
-            if marker.exists():
-                tally = PartTally.from_dict(json.loads(marker.read_text()))
-            else:
-                kept, tally = _sample_one_part(name, corpus, int(part_id), rows, s, src.syntax)
-                for k in range(0, len(kept), s.shard_size):
-                    schemas.write("sample", pd.DataFrame(kept[k : k + s.shard_size]),
-                                  out / f"shard-p{part_id:06d}-{k // s.shard_size:04d}.parquet")
-                write_text_atomic(marker, json.dumps(tally.to_dict()))
+    for tallies in rounds:
+        for tally in tallies.values():
             total.merge(tally)
-            bar.update(len(rows))
     part_ids = pd.to_numeric(meta["part_id"], errors="coerce").dropna().unique()
-    names = frozenset(drawn["image_name"]) | frozenset(unaddressable["image_name"].astype(str))
-    return Sampled(len(drawn) + len(unaddressable), total, corpus.unexpected_files(part_ids), int(others.sum()), names)
+    return Sampled(done, total, corpus.unexpected_files(part_ids), int(others.sum()),
+                   frozenset(ranked["image_name"].iloc[:done].astype(str)))
 
 
-def _sample_one_part(name: str, corpus: Reader, part_id: int, rows: pd.DataFrame, s: Sample, syntax: str):
+def _run_round(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample, syntax: str, out: Path,
+               pool: ThreadPoolExecutor, bar: tqdm) -> dict[int, PartTally]:
+    """Round r: every part holding some of `rows`, `s.workers` at a time; tallies by part id (-1: rows that
+    address no part, rejected from the table)."""
+    tallies = {-1: PartTally()}
+    addressable = rows["unaddressable"] == ""
+    for row in rows[~addressable].itertuples():
+        tallies[-1].reject(row.image_name, row.unaddressable, f"part_id={row.part_id!r}", rank=row.rank)
+    bar.update(int((~addressable).sum()))
+    futures = {}
+    for part_id, part_rows in rows[addressable].groupby("part", sort=False):  # parts in draw order
+        marker = out / "_parts" / f"r{r:02d}-part-{part_id:06d}.json"
+        if marker.exists():
+            tallies[part_id] = PartTally.from_dict(json.loads(marker.read_text()))
+            bar.update(len(part_rows))
+        else:
+            futures[pool.submit(_sample_one_part, r, name, corpus, part_rows, s, syntax, out)] = part_id
+    try:
+        for future in as_completed(futures):
+            tallies[futures[future]] = future.result()
+            bar.update(tallies[futures[future]].kept + tallies[futures[future]].rejected)
+    except BaseException:
+        for future in futures:
+            future.cancel()  # a failed part stops the stage; parts not started are not read
+        raise
+    return tallies
+
+
+def _sample_one_part(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample, syntax: str,
+                     out: Path) -> PartTally:
+    """Read one part's rows of round r (in image-name order), write its shards, then its marker; returns its tally."""
+    rows = rows.sort_values("image_name", kind="stable")
+    part_id = int(rows["part"].iloc[0])
     try:
         part = corpus.open_part(part_id, s.max_member_bytes)
     except CorpusError as err:
-        tally = PartTally()
+        kept, tally = [], PartTally()
         for row in rows.itertuples():
-            tally.reject(row.image_name, "part_unreadable", str(err))
-        return [], tally
-    with part:
-        return sample_part(name, part, rows, s, syntax)
+            tally.reject(row.image_name, "part_unreadable", str(err), rank=row.rank)
+    else:
+        with part:
+            kept, tally = sample_part(name, part, rows, s, syntax)
+    for k in range(0, len(kept), s.shard_size):
+        schemas.write("sample", pd.DataFrame(kept[k : k + s.shard_size]),
+                      out / f"shard-r{r:02d}-p{part_id:06d}-{k // s.shard_size:04d}.parquet")
+    write_text_atomic(out / "_parts" / f"r{r:02d}-part-{part_id:06d}.json", json.dumps(tally.to_dict()))
+    return tally
 
 
+def _cut(out: Path, r: int, last: dict[int, PartTally], need: int) -> int:
+    """Cut round r (the last) at its `need`-th kept row by rank: its tallies lose the rows ranked after it, its
+    shards their images (idempotent, for a rerun); returns the rows drawn, that row's rank + 1."""
+    cutoff = sorted(rank for tally in last.values() for rank, _ in tally.kept_rows)[need - 1]
+    for part_id, tally in last.items():
+        dropped = pa.array(sorted(name for rank, name in tally.kept_rows if rank > cutoff), pa.string())
+        last[part_id] = tally.upto(cutoff)
+        for shard in out.glob(f"shard-r{r:02d}-p{part_id:06d}-*.parquet") if len(dropped) else []:
+            table = pq.read_table(shard)
+            table = table.filter(pc.invert(pc.is_in(table["image_name"], dropped)))
+            schemas.write("sample", table, shard) if table.num_rows else shard.unlink()
+    return cutoff + 1

@@ -34,14 +34,19 @@ class _Images(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        data, seed = self.items[i]
-        try:
-            image = decode_rgb(data)
-            if seed >= 0:
-                image = Image.fromarray(augment(np.asarray(image), seed, self.aug))
-            return i, self.preprocess(image), ""
-        except DecodeError as err:
-            return i, None, err.reason
+        return i, *prepare_image(*self.items[i], self.preprocess, self.aug)
+
+
+def prepare_image(data: bytes, seed: int, preprocess: Callable, aug: Augment | None):
+    """Encoded image -> (encoder input, "") or (None, reject reason): decode upright RGB, apply augmentation
+    recipe `seed` (>= 0), preprocess. The per-record core of both engines (DataLoader workers, Ray tasks)."""
+    try:
+        image = decode_rgb(data)
+        if seed >= 0:
+            image = Image.fromarray(augment(np.asarray(image), seed, aug))
+        return preprocess(image), ""
+    except DecodeError as err:
+        return None, err.reason
 
 
 def _collate(rows):
@@ -70,9 +75,14 @@ def embed_frame(frame: pd.DataFrame, encoder, e: Embed, aug: Augment | None = No
     """Rows (image_id, image_bytes, aug_seed) -> embed shard (image_id, aug_seed, embedding, error)."""
     items = list(zip(frame["image_bytes"], frame["aug_seed"].astype(int)))
     embeddings, errors = embed_images(encoder, items, batch_size=e.batch_size, workers=e.workers, aug=aug)
+    return embed_table(frame, embeddings, errors)
+
+
+def embed_table(frame: pd.DataFrame, embeddings, errors) -> pa.Table:
+    """The embed shard: (image_id, aug_seed) of `frame`, each row's embedding (None when rejected) and error."""
     return schemas.to_table("embed", pd.DataFrame({
         "image_id": frame["image_id"].astype(str).to_numpy(), "aug_seed": frame["aug_seed"].astype("int64").to_numpy(),
-        "embedding": [None if v is None else v.astype(np.float32) for v in embeddings], "error": errors,
+        "embedding": [None if v is None else np.asarray(v, dtype=np.float32) for v in embeddings], "error": list(errors),
     }))
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from stylemap import schemas, shards
+from stylemap import cluster, schemas, shards
 from stylemap.model.probe import describe_probs, predict_proba
 from stylemap.rejects import Rejects
 
@@ -25,8 +25,9 @@ AMBIGUITY_BINS = 20  # equal-width bins of ambiguity over [0, 1] in plots/ambigu
 BATCH_ROWS = 4096  # embeddings held in memory at once
 
 def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature: float, classes: list[str],
-                  seen: set[str], platform: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predictions for the original images of one batch, and the rows rejected with their reason.
+                  seen: set[str], platform: str, probs: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions for the original images of one batch, and the rows rejected with their reason. `probs`:
+    the batch's probabilities computed elsewhere (the Ray engine, `score`), else computed here.
 
     Rejects: `augmented` (aug_seed != -1: training copies, not platform images), `embed_failed` (no
     embedding: the embed stage could not read the image), `bad_embedding` (non-finite or zero vector),
@@ -41,7 +42,7 @@ def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature
     for i, (image_id, emb) in enumerate(zip(batch["image_id"], batch["embedding"])):
         if reasons[i]:
             continue
-        if emb is None:
+        if emb is None or emb is pd.NA:  # pd.NA: how Ray Data's pandas batches give a null
             reasons[i] = "embed_failed"
             continue
         if len(emb) != dim:
@@ -58,24 +59,52 @@ def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature
     rejects = pd.DataFrame({"platform": platform, "image_id": batch["image_id"].to_numpy()[~keep],
                             "aug_seed": batch["aug_seed"].to_numpy()[~keep], "reason": reasons[~keep].astype(str)},
                            columns=schemas.SCHEMAS["predict_rejects"].names)
-    return describe_probs(batch["image_id"].to_numpy()[keep], predict_proba(vectors[keep], W, b, temperature), classes), rejects
+    probs = predict_proba(vectors[keep], W, b, temperature) if probs is None else probs[keep]
+    return describe_probs(batch["image_id"].to_numpy()[keep], probs, classes), rejects
+
+
+def score(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities for every row of a batch (zeros in for rows without a usable embedding, which
+    predict_batch then rejects): the probe maths, as the Ray engine's tasks run it."""
+    vectors = np.zeros((len(batch), W.shape[1]), dtype=np.float32)
+    for i, emb in enumerate(batch["embedding"]):
+        if emb is not None and emb is not pd.NA and len(emb) == W.shape[1]:
+            vectors[i] = emb
+    return predict_proba(vectors, W, b, temperature)
+
+
+def scored_on_ray(tables, W: np.ndarray, b: np.ndarray, temperature: float):
+    """(batch, probabilities) pairs in input order, the probe applied by Ray tasks on the cluster."""
+    ray = cluster.connect()
+    refs = [ray.put(t) for t in tables]
+    if not refs:
+        return
+    ds = ray.data.from_arrow_refs(refs).map_batches(
+        lambda df: df.assign(probs=list(score(df, W, b, temperature))), batch_format="pandas", batch_size=None)
+    ds.context.execution_options.preserve_order = True  # the predictions file keeps the local engine's order
+    for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
+        yield batch.drop(columns="probs"), np.stack(batch["probs"].to_numpy())
 
 
 def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, temperature: float, classes: list[str],
-                     out_path: Path, platform: str) -> pd.DataFrame:
-    """Stream a platform's embed shards into out_path (atomically); returns the rejects."""
+                     out_path: Path, platform: str, engine: str = "local") -> pd.DataFrame:
+    """Stream a platform's embed shards into out_path (atomically); returns the rejects. `engine` ray computes
+    the probabilities on the Ray cluster; screening, de-duplication and writing stay here, in input order."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     seen: set[str] = set()
     rejects = []
     with pq.ParquetWriter(tmp, schemas.SCHEMAS["predictions"]) as writer, \
             tqdm(total=shards.count_rows(files), desc=f"predict {platform}", unit="img", dynamic_ncols=True) as bar:
-        for table in shards.iter_batches(files, BATCH_ROWS, columns=["image_id", "aug_seed", "embedding"]):
-            kept, rejected = predict_batch(table.to_pandas(), W, b, temperature, classes, seen, platform)
+        tables = shards.iter_batches(files, BATCH_ROWS, columns=["image_id", "aug_seed", "embedding"])
+        batches = (scored_on_ray(tables, W, b, temperature) if engine == "ray"
+                   else ((table.to_pandas(), None) for table in tables))
+        for batch, probs in batches:
+            kept, rejected = predict_batch(batch, W, b, temperature, classes, seen, platform, probs)
             if len(kept):
                 writer.write_table(schemas.to_table("predictions", kept))
             rejects.append(rejected)
-            bar.update(table.num_rows)
+            bar.update(len(batch))
     os.replace(tmp, out_path)
     return pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("predict_rejects")
 

@@ -1,8 +1,10 @@
-"""The vLLM teacher, parent side: a worker process that holds the engine, and a pool of them.
+"""The vLLM teacher on the local engine: a worker process that holds the engine.
 
 vLLM pins its own torch, so it lives in .venv-vllm and runs as a child process (stylemap/teacher/worker.py)
 that this module feeds JSON-line batches; the pipeline's venv never imports vLLM. The engine starts once
-per stage run (`with VllmWorker.for_labels(p, model) as worker:`), and every shard reuses it.
+per stage run (`with VllmWorker.for_labels(p, model) as worker:`), and every shard reuses it. More engines
+(one per GPU, or across nodes) are the Ray engine's job: stylemap/teacher/ray_llm.py, with the same engine
+arguments (`label_engine`, `describe_engine`).
 """
 from __future__ import annotations
 
@@ -13,9 +15,6 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 from stylemap.params import Params
@@ -30,26 +29,40 @@ class WorkerError(RuntimeError):
     """The vLLM worker could not start or stopped; the message names the cause and its log tail."""
 
 
+def label_engine(p: Params, model: str | Path) -> dict:
+    """vllm.LLM arguments of label's engine; `model` is label.model resolved (`Project.model`: a local folder as a
+    Path, which must hold a converted model, or a Hub id)."""
+    if isinstance(model, Path) and not (model / "config.json").exists():
+        raise WorkerError(f"label.model {model} has no config.json: run `dvc repro convert_llm` first")
+    return {"structured_outputs_config": STRUCTURED, **p.label.engine_kwargs, "model": str(model),
+            "max_model_len": p.label.max_model_len, "seed": p.seed}
+
+
+def describe_engine(p: Params) -> dict:
+    """vllm.LLM arguments of describe's engine: one image and no video per prompt, so startup profiling
+    reserves memory for one image only."""
+    return {"limit_mm_per_prompt": {"image": 1, "video": 0}, **p.describe.engine_kwargs, "model": p.describe.model,
+            "max_model_len": p.describe.max_model_len, "seed": p.seed}
+
+
 class VllmWorker:
     """A `stylemap.teacher.worker` child process holding one vLLM engine.
 
-    `generate` sends one batch and waits at most `timeout_s` per request in it (requests may run one after
-    another on CPU). A timeout or a dead worker kills the process group and retries the batch on a fresh
-    worker up to `retries` times; after that every request of the batch comes back failed with the reason.
+    `generate` sends one batch (a whole shard: vLLM schedules the list itself) and waits at most `timeout_s`
+    for each next request to finish (the worker reports each one), so a hung engine is caught within a flat
+    `timeout_s`, whatever the batch size. A timeout or a dead worker kills the process group and retries the
+    batch on a fresh worker up to `retries` times; after that every request of the batch comes back failed.
     Per-request errors reported by vLLM (e.g. a prompt over max_model_len) are deterministic: not retried.
 
-    Data parallel on GPUs: start one worker per GPU with env={"CUDA_VISIBLE_DEVICES": str(i)} and deal
-    shards to them; on CPU one worker uses the machine.
     """
 
     def __init__(self, engine: dict, *, timeout_s: float, retries: int, start_timeout_s: float = 1800.0,
-                 python: str | Path = VLLM_PYTHON, argv: list[str] | None = None, env: dict | None = None):
+                 python: str | Path = VLLM_PYTHON, argv: list[str] | None = None):
         self.engine = engine
         self.timeout_s = timeout_s
         self.retries = retries
         self.start_timeout_s = start_timeout_s
         self.argv = argv or [str(python), "-m", "stylemap.teacher.worker", "--engine", json.dumps(engine)]
-        self.env = {**os.environ, **(env or {})}
         self.info: dict = {}
         self.failures: list[str] = []  # one line per timeout/crash, for the stage log
         self._proc: subprocess.Popen | None = None
@@ -58,21 +71,12 @@ class VllmWorker:
         self._timed_out: float | None = None
 
     @classmethod
-    def for_labels(cls, p: Params, model: str | Path, env: dict | None = None) -> VllmWorker:
-        """An engine for label.model; `model` is that param resolved (`Project.model`: a local folder as a Path,
-        which must hold a converted model, or a Hub id)."""
-        if isinstance(model, Path) and not (model / "config.json").exists():
-            raise WorkerError(f"label.model {model} has no config.json: run `dvc repro convert_llm` first")
-        engine = {"structured_outputs_config": STRUCTURED, **p.label.engine, "model": str(model),
-                  "max_model_len": p.label.max_model_len, "seed": p.seed}
-        return cls(engine, timeout_s=p.label.timeout_s, retries=p.label.retries, env=env)
+    def for_labels(cls, p: Params, model: str | Path) -> VllmWorker:
+        return cls(label_engine(p, model), timeout_s=p.label.timeout_s, retries=p.label.retries)
 
     @classmethod
-    def for_descriptions(cls, p: Params, env: dict | None = None) -> VllmWorker:
-        # one image and no video per prompt: startup profiling then reserves memory for one image only
-        engine = {"limit_mm_per_prompt": {"image": 1, "video": 0}, **p.describe.engine, "model": p.describe.model,
-                  "max_model_len": p.describe.max_model_len, "seed": p.seed}
-        return cls(engine, timeout_s=p.describe.timeout_s, retries=p.describe.retries, env=env)
+    def for_descriptions(cls, p: Params) -> VllmWorker:
+        return cls(describe_engine(p), timeout_s=p.describe.timeout_s, retries=p.describe.retries)
 
     def __enter__(self) -> VllmWorker:
         self.start()
@@ -90,7 +94,7 @@ class VllmWorker:
         if not Path(self.argv[0]).exists():
             raise WorkerError(f"{self.argv[0]} not found: the vLLM venv is missing; run `bash .ci/setup-vllm`")
         self._lines, self._log = queue.Queue(), deque(maxlen=40)
-        self._proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdin=subprocess.PIPE,
+        self._proc = subprocess.Popen(self.argv, cwd=ROOT, stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       start_new_session=True)  # own process group: a kill takes the engine too
         threading.Thread(target=_pump, args=(self._proc.stdout, self._lines.put, True), daemon=True).start()
@@ -119,7 +123,7 @@ class VllmWorker:
             except BrokenPipeError:
                 line = None
             else:
-                line = self._read(self.timeout_s * len(requests))
+                line = self._reply()
             if line is not None:
                 reply = json.loads(line)
                 if reply.get("error"):
@@ -155,6 +159,12 @@ class VllmWorker:
             pass  # the whole group is gone already
         self._proc.wait()
 
+    def _reply(self) -> str | None:
+        """The batch's reply line, skipping heartbeats; None once no line came for timeout_s (or the worker died)."""
+        while (line := self._read(self.timeout_s)) is not None and line.startswith('{"progress"'):
+            pass
+        return line
+
     def _read(self, timeout: float) -> str | None:
         """Next stdout line, or None if the worker exits or stays silent for `timeout` seconds."""
         try:
@@ -172,60 +182,6 @@ class VllmWorker:
         self._stderr.join(timeout=5)  # let the last log lines (the traceback) arrive
         tail = "\n".join(list(self._log)[-15:])
         return f"worker exited with code {code}; log tail:\n{tail}"
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES, else what nvidia-smi lists, else none (CPU)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
-        return [g.strip() for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
-    try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return []
-    return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
-
-
-class WorkerPool:
-    """Data parallelism: VllmWorker engine replicas, each pinned to its own GPUs with CUDA_VISIBLE_DEVICES.
-
-    Shards run in threads (`stylemap.shards.map_shards(threads=len(pool))`); each takes a free worker for
-    the duration of its shard with `lease()`. A replica takes `gpus_per_replica` GPUs (vLLM's
-    tensor_parallel_size); `replicas` 0 means as many as the visible GPUs hold (one on a CPU box), and more
-    replicas than that is an error rather than two engines sharing a GPU.
-    """
-
-    def __init__(self, make: Callable[[dict | None], VllmWorker], replicas: int = 0, gpus_per_replica: int = 1):
-        gpus = visible_gpus()
-        n = replicas or max(len(gpus) // gpus_per_replica, 1)
-        if gpus and n * gpus_per_replica > len(gpus):
-            raise WorkerError(f"{n} replicas x {gpus_per_replica} GPU(s) each need {n * gpus_per_replica} GPUs, "
-                              f"{len(gpus)} visible ({','.join(gpus)}): lower `replicas` or tensor_parallel_size")
-        k = gpus_per_replica
-        envs = [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * k:(i + 1) * k])} if gpus else None for i in range(n)]
-        self.workers = [make(env) for env in envs]
-        self._free: queue.Queue = queue.Queue()
-
-    def __len__(self) -> int:
-        return len(self.workers)
-
-    def __enter__(self) -> WorkerPool:
-        with ThreadPoolExecutor(len(self.workers)) as starting:  # engines load their weights in parallel
-            list(starting.map(VllmWorker.start, self.workers))
-        for worker in self.workers:
-            self._free.put(worker)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for worker in self.workers:
-            worker.close()
-
-    @contextmanager
-    def lease(self):
-        worker = self._free.get()
-        try:
-            yield worker
-        finally:
-            self._free.put(worker)
 
 
 def _pump(stream, sink, mark_eof: bool) -> None:

@@ -73,35 +73,55 @@ def describe_status(result: dict) -> str:
     return "truncated" if result.get("finish_reason") == "length" else "ok"
 
 
-def describe_vlm(df: pd.DataFrame, worker: VllmWorker, p: Params) -> pd.DataFrame:
-    """One analysis per image (columns image_id, prompt, image_bytes); one row per input row."""
+def describe_sampling(p: Params) -> dict:
+    return {"temperature": p.describe.temperature, "max_tokens": p.describe.max_tokens, "seed": p.seed}
+
+
+def describe_requests(df: pd.DataFrame, p: Params) -> list[dict | str]:
+    """Per image (columns prompt, image_bytes): its chat request (image + analysis prompt), or the reason it
+    cannot be sent (a string) when the image does not decode."""
     template = DESCRIBE_PROMPT.read_text()
-    sampling = {"temperature": p.describe.temperature, "max_tokens": p.describe.max_tokens, "seed": p.seed}
-    results: list[dict] = [{}] * len(df)
-    pending: list[tuple[int, dict]] = []
-    for i, (prompt, image_bytes) in enumerate(zip(df["prompt"].fillna(""), df["image_bytes"])):
+    requests: list[dict | str] = []
+    for prompt, image_bytes in zip(df["prompt"].fillna(""), df["image_bytes"]):
         try:
             url = image_data_url(image_bytes, p.describe.image_max_side)
         except Exception as err:  # noqa: BLE001 - an undecodable image is a counted failure, not a crash
             detail = re.sub(r" <[^>]*>", "", str(err))  # no object addresses: reruns give identical rows
-            results[i] = {"text": None, "error": f"image decode: {type(err).__name__}: {detail}"}
+            requests.append(f"image decode: {type(err).__name__}: {detail}")
             continue
         text = template.replace("{prompt}", " ".join(str(prompt).split()))
-        pending.append((i, {"messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}]}]}))
-    for start in range(0, len(pending), p.describe.batch_size):
-        batch = pending[start:start + p.describe.batch_size]
-        for (i, _), result in zip(batch, worker.generate([r for _, r in batch], sampling)):
-            results[i] = result
-    statuses = [describe_status(r) for r in results]
+        requests.append({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}]}]})
+    return requests
+
+
+def describe_frame(df: pd.DataFrame, results: list[dict], p: Params, vllm_version: str) -> pd.DataFrame:
+    """The describe shard: one row per image from its engine result {"text", "finish_reason", "error"}."""
     return pd.DataFrame({
         "image_id": df["image_id"].to_numpy(),
         "description": [(r["text"] or "").strip() or None for r in results],
-        "status": statuses,
+        "status": [describe_status(r) for r in results],
         "error": [r["error"] for r in results],
-        "backend": "vlm", "model": p.describe.model, "prompt_hash": _sha256(template),
-        "sampling": json.dumps(sampling, sort_keys=True), "vllm_version": worker.vllm_version,
+        "backend": "vlm", "model": p.describe.model, "prompt_hash": _sha256(DESCRIBE_PROMPT.read_text()),
+        "sampling": json.dumps(describe_sampling(p), sort_keys=True), "vllm_version": vllm_version,
     })
+
+
+def generate_all(worker: VllmWorker, requests: list[dict | str], sampling: dict) -> list[dict]:
+    """Engine results for the requests, sent as one list (vLLM batches them itself); a string request (a reason
+    not to send it) becomes a failed result."""
+    results = [{"text": None, "token_ids": None, "finish_reason": None, "error": r} if isinstance(r, str) else None
+               for r in requests]
+    sent = [i for i, r in enumerate(requests) if not isinstance(r, str)]
+    for i, result in zip(sent, worker.generate([requests[i] for i in sent], sampling)):
+        results[i] = result
+    return results
+
+
+def describe_vlm(df: pd.DataFrame, worker: VllmWorker, p: Params) -> pd.DataFrame:
+    """One analysis per image (columns image_id, prompt, image_bytes); one row per input row."""
+    results = generate_all(worker, describe_requests(df, p), describe_sampling(p))
+    return describe_frame(df, results, p, worker.vllm_version)
 
 
 FEWSHOT_EXAMPLE = re.compile(r"Description: (.+)\nStyles: ?(.*)")
@@ -144,31 +164,39 @@ def parse_styles(result: dict) -> tuple[list[str] | None, str | None]:
     return [" ".join(s.split()) for s in styles], None
 
 
-def label_llm(df: pd.DataFrame, worker: VllmWorker, p: Params, taxonomy: Taxonomy, fewshot: Path) -> pd.DataFrame:
-    """Raw style names per description (image_id, description, status) and their taxonomy categories."""
+SKIPPED = "skipped_no_description"
+
+
+def label_sampling(p: Params) -> dict:
+    return {"temperature": p.label.temperature, "max_tokens": p.label.max_tokens, "seed": p.seed,
+            "json_schema": STYLE_SCHEMA}
+
+
+def label_requests(df: pd.DataFrame, p: Params, fewshot: Path) -> list[dict | str]:
+    """Per description (columns description, status): the few-shot request, or SKIPPED when there is no usable
+    description to label."""
     template = fewshot_template(fewshot)
+    requests: list[dict | str] = []
+    for text, status in zip(df["description"].fillna(""), df["status"]):
+        text = " ".join(str(text).split())
+        if status != "ok" or not text:
+            requests.append(SKIPPED)
+        elif p.label.prompt == "chat":
+            requests.append({"messages": fewshot_messages(fewshot, text)})
+        else:
+            requests.append({"prompt": template.replace("{description}", text)})
+    return requests
 
-    def request(text: str) -> dict:
-        if p.label.prompt == "chat":
-            return {"messages": fewshot_messages(fewshot, text)}
-        return {"prompt": template.replace("{description}", text)}
 
-    sampling = {"temperature": p.label.temperature, "max_tokens": p.label.max_tokens, "seed": p.seed,
-                "json_schema": STYLE_SCHEMA}
-    texts = df["description"].fillna("").map(lambda t: " ".join(str(t).split()))
-    usable = (df["status"].eq("ok") & texts.ne("")).to_numpy()
-    idx = [i for i in range(len(df)) if usable[i]]
-    results: dict[int, dict] = {}
-    for start in range(0, len(idx), p.label.batch_size):
-        chunk = idx[start:start + p.label.batch_size]
-        prompts = [request(texts.iloc[i]) for i in chunk]
-        results.update(zip(chunk, worker.generate(prompts, sampling)))
+def label_frame(df: pd.DataFrame, results: list[dict], p: Params, taxonomy: Taxonomy, fewshot: Path,
+                vllm_version: str) -> pd.DataFrame:
+    """The LLM label shard: raw style names per description and their taxonomy categories."""
     rows = []
-    for i in range(len(df)):
-        if not usable[i]:
-            rows.append(([], [], [], "skipped_no_description", None))
+    for result in results:
+        if result["error"] == SKIPPED:
+            rows.append(([], [], [], SKIPPED, None))
             continue
-        raw, error = parse_styles(results[i])
+        raw, error = parse_styles(result)
         if raw is None:
             rows.append(([], [], [], "failed", error))
             continue
@@ -179,6 +207,12 @@ def label_llm(df: pd.DataFrame, worker: VllmWorker, p: Params, taxonomy: Taxonom
     return pd.DataFrame({
         "image_id": df["image_id"].to_numpy(), "llm_raw": list(raw), "llm_styles": list(styles),
         "llm_unmapped": list(unmapped), "llm_status": list(status), "llm_error": list(error),
-        "llm_model": p.label.model, "llm_prompt_hash": _sha256(f"{p.label.prompt}\n{template}"),
-        "llm_sampling": json.dumps(sampling, sort_keys=True), "vllm_version": worker.vllm_version,
+        "llm_model": p.label.model, "llm_prompt_hash": _sha256(f"{p.label.prompt}\n{fewshot_template(fewshot)}"),
+        "llm_sampling": json.dumps(label_sampling(p), sort_keys=True), "vllm_version": vllm_version,
     })
+
+
+def label_llm(df: pd.DataFrame, worker: VllmWorker, p: Params, taxonomy: Taxonomy, fewshot: Path) -> pd.DataFrame:
+    """Raw style names per description (image_id, description, status) and their taxonomy categories."""
+    results = generate_all(worker, label_requests(df, p, fewshot), label_sampling(p))
+    return label_frame(df, results, p, taxonomy, fewshot, worker.vllm_version)

@@ -11,14 +11,14 @@ The engine starts once, then prints one ready line: {"ready": true, "vllm_versio
      "sampling": {"temperature", "max_tokens", "seed", "json_schema" | "choice"}}
 
 and is answered by one line {"results": [{"text", "token_ids", "finish_reason", "error"}]} in request
-order. Chat messages use the OpenAI shape; an image is {"type": "image_url", "image_url": {"url":
+order, preceded by one heartbeat line {"progress": n} each time a request finishes: the parent's timeout
+is then flat (no request finished for timeout_s seconds = a hung engine), however long the batch. Chat messages use the OpenAI shape; an image is {"type": "image_url", "image_url": {"url":
 "data:image/png;base64,..."}}. A request vLLM rejects (e.g. a prompt longer than max_model_len) comes back
 with `error` set and never stops the worker; a dead engine exits non-zero so the parent restarts it.
 The worker exits cleanly at stdin EOF, so a parent that dies (even SIGKILL) never leaves it running.
 
-Scaling out: one worker holds one engine. On a multi-GPU node the parent starts one worker per GPU, each
-with CUDA_VISIBLE_DEVICES=<i> in its environment, and deals batches to them (data parallel); a bigger
-model on several GPUs per worker passes "tensor_parallel_size" in --engine instead. On CPU one worker runs.
+One worker holds one engine (a bigger model on several GPUs passes "tensor_parallel_size" in --engine); more
+engines, one per GPU or across nodes, are the Ray engine's (stylemap/teacher/ray_llm.py).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 
 GiB = 1 << 30
@@ -74,30 +75,56 @@ def _error(err: BaseException) -> dict:
     return {"text": None, "token_ids": None, "finish_reason": None, "error": f"{type(err).__name__}: {err}"}
 
 
-def _run(llm, requests: list[dict], params) -> list:
+def heartbeat(out):
+    """A progress bar for vLLM's `use_tqdm` that writes {"progress": n} to the parent as requests finish (vLLM
+    also wraps the iterable of requests it adds in one: that passes through)."""
+    class Heartbeat:
+        def __init__(self, total: int = 0, **_):
+            self.n, self.total, self.postfix, self.start = 0, total, "", time.monotonic()
+
+        @property
+        def format_dict(self) -> dict:  # vLLM reads the elapsed time for its speed estimate
+            return {"elapsed": max(time.monotonic() - self.start, 1e-9)}
+
+        def update(self, n: int = 1) -> None:
+            self.n += n
+            out.write(json.dumps({"progress": self.n}) + "\n")
+
+        def refresh(self) -> None:
+            pass
+
+        close = refresh
+
+    def progress(iterable=None, **kwargs):
+        return iterable if iterable is not None else Heartbeat(**kwargs)
+
+    return progress
+
+
+def _run(llm, requests: list[dict], params, progress) -> list:
     chats = [r["messages"] for r in requests if "messages" in r]
     if chats and len(chats) != len(requests):
         raise ValueError("a batch mixes chat and text requests")
     if chats:
-        return llm.chat(chats, params, use_tqdm=False)
-    return llm.generate(requests, params, use_tqdm=False)
+        return llm.chat(chats, params, use_tqdm=progress)
+    return llm.generate(requests, params, use_tqdm=progress)
 
 
-def serve_batch(llm, batch: dict) -> list[dict]:
+def serve_batch(llm, batch: dict, progress=False) -> list[dict]:
     """Results for one batch; if vLLM rejects the batch, each request is retried alone to find the culprit."""
     from vllm.v1.engine.exceptions import EngineDeadError
 
     requests = batch["requests"]
     params = sampling_params(batch.get("sampling", {}))
     try:
-        return [_result(o) for o in _run(llm, requests, params)]
+        return [_result(o) for o in _run(llm, requests, params, progress)]
     except EngineDeadError:
         raise
     except Exception:  # noqa: BLE001 - one bad request must not fail the other requests of its batch
         results = []
         for request in requests:
             try:
-                results.append(_result(_run(llm, [request], params)[0]))
+                results.append(_result(_run(llm, [request], params, progress)[0]))
             except EngineDeadError:
                 raise
             except Exception as err:  # noqa: BLE001 - reported back per request, with its text
@@ -118,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                           "max_model_len": config.max_model_len}) + "\n")
     for line in sys.stdin:
         try:
-            reply = {"results": serve_batch(llm, json.loads(line))}
+            reply = {"results": serve_batch(llm, json.loads(line), heartbeat(out))}
         except Exception as err:  # noqa: BLE001
             from vllm.v1.engine.exceptions import EngineDeadError
 

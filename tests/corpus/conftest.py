@@ -41,3 +41,12 @@ def encode(image: Image.Image, ext: str) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format={"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[ext])
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def hub_corpus(tmp_path_factory):
+    """A DiffusionDB-shaped corpus of 12 parts x 30 rows, half of them kept (stylemap.testing.ROW_MIX): (root, meta)."""
+    from stylemap.testing import write_diffusiondb
+
+    root = tmp_path_factory.mktemp("hub-corpus")
+    return root, write_diffusiondb(root, parts=12, per_part=30, seed=3)

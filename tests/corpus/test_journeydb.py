@@ -20,7 +20,7 @@ from stylemap.corpus.filters import prompt_reject
 from stylemap.corpus.formats import ROW_COLUMNS, CorpusError, open_corpus
 from stylemap.corpus.sampling import sample_source
 from stylemap.params import Source
-from stylemap.testing import horde_rows, write_journeydb
+from stylemap.testing import horde_rows, same_pixels, write_journeydb
 
 GOOD = demo.PROMPTS["watercolor"].format("a tabby cat")
 CAP = 1 << 24
@@ -84,7 +84,7 @@ def test_sample_keeps_every_good_image_and_counts_reconcile(packed, make_params,
     assert set(tally.counts) <= {"language", "incoherent", "empty_prompt"}  # the prompt filters alone
     for name, _, _, styles, data in expected:
         if name in good:
-            assert kept.loc[name, "image_bytes"] == data and list(kept.loc[name, "annotated_styles"]) == styles
+            assert same_pixels(kept.loc[name, "image_bytes"], data) and list(kept.loc[name, "annotated_styles"]) == styles
     assert kept["image_id"].str.startswith("jdb/").all() and (kept["width"] > 0).all()
 
 

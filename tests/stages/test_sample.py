@@ -7,10 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import zipfile
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +17,11 @@ from PIL import Image
 
 from stages import sample as sample_stage
 from stylemap import shards
-from stylemap.corpus import demo, sampling
+from stylemap.corpus import demo
 from stylemap.corpus import diffusiondb
 from stylemap.corpus.formats import CorpusError
 from stylemap.corpus.images import decode_rgb
+from stylemap.hub_server import HubServer
 from stylemap.params import REPO
 from stylemap.testing import write_params
 
@@ -54,7 +52,7 @@ def test_seeded_draw_of_n(make_params, tmp_path, demo_corpus):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     m1, out1 = run_sample(make_params, tmp_path / "a", src, n=20)
     m2, out2 = run_sample(make_params, tmp_path / "b", src, n=20)
-    assert m1 == m2 and m1["demo"]["in"] == 20
+    assert m1 == m2 and m1["demo"]["kept"] == 20 == m1["demo"]["in"] - m1["demo"]["rejected"]  # n counts kept images
     assert shards.read_dir(out1)["image_id"].tolist() == shards.read_dir(out2)["image_id"].tolist()
 
 
@@ -163,58 +161,28 @@ def test_missing_metadata_and_missing_source_are_clear_errors(make_params, tmp_p
     assert metrics["absent_sources"] == ["x"] and metrics["demo"]["kept"] > 0
 
 
-# ---------- the Hub download path, against a local server in the Hub's URL layout ----------
+# ---------- the Hub, through a local stand-in (stylemap.hub_server) ----------
 
-class HubHandler(SimpleHTTPRequestHandler):
-    """Serves <root>/<file> at /datasets/<repo>/resolve/<revision>/<file>, with the headers huggingface_hub reads."""
-
-    requested: list[str]
-
-    def translate_path(self, path):
-        parts = path.split("?")[0].split("/resolve/", 1)
-        rel = parts[1].split("/", 1)[1] if len(parts) == 2 else ""
-        return str(Path(self.directory) / rel)
-
-    def end_headers(self):
-        path = Path(self.translate_path(self.path))
-        if path.is_file():
-            self.send_header("ETag", f'"{path.stat().st_size:x}-{path.name}"')
-            self.send_header("X-Repo-Commit", "0" * 40)
-        super().end_headers()
-
-    def do_GET(self):
-        type(self).requested.append(self.path.split("/resolve/main/")[-1])
-        super().do_GET()
-
-    def log_message(self, *args):
-        pass
-
-
-def test_hf_source_downloads_only_the_parts_it_samples(make_params, tmp_path, horde):
-    HubHandler.requested = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(HubHandler, directory=str(horde)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        meta = pd.read_parquet(horde / "metadata.parquet")
-        src = {"hub": {"kind": "hf", "path": "poloclub/diffusiondb", "endpoint": f"http://127.0.0.1:{server.server_port}",
+def test_hf_source_reads_the_drawn_images_by_range_and_stores_no_part(make_params, tmp_path, horde):
+    with HubServer(horde) as hub:
+        src = {"hub": {"kind": "hf", "path": "poloclub/diffusiondb", "endpoint": hub.endpoint,
                        "cache_dir": str(tmp_path / "cache"), "min_words": 5}}
         metrics, out = run_sample(make_params, tmp_path, src, n=5)
-        drawn_parts = sorted(sampling.draw(meta, 5, 0)[0]["part_id"].unique())
-        assert sorted(HubHandler.requested) == sorted(["metadata.parquet", *[f"images/part-{i:06d}.zip" for i in drawn_parts]])
-        assert len(drawn_parts) < 6  # and not all parts
-        assert metrics["hub"]["in"] == 5 == metrics["hub"]["kept"] + metrics["hub"]["rejected"]
-        HubHandler.requested = []
-        run_sample(make_params, tmp_path, src, n=5)  # second run: served from the cache
-        assert HubHandler.requested == []
-    finally:
-        server.shutdown()
+        opened = len(list((out / "hub" / "_parts").glob("*.json")))
+        assert hub.traffic["resolve"] == 2 + opened < 2 + 6  # the commit, metadata.parquet, a part each; not all 6
+        assert metrics["hub"]["kept"] == 5 and metrics["hub"]["in"] == 5 + metrics["hub"]["rejected"]
+        blobs = [p for p in (tmp_path / "cache").rglob("blobs/*")]
+        assert [p.stat().st_size for p in blobs] == [(horde / "metadata.parquet").stat().st_size]  # no part on disk
+        before = hub.traffic.copy()
+        run_sample(make_params, tmp_path, src, n=5)  # a rerun: metadata from the cache, every part resumed
+        assert hub.traffic - before == {"resolve": 1}  # where the revision points now
 
 
 def test_rerun_after_a_crash_redoes_only_unfinished_parts(make_params, tmp_path, horde, monkeypatch):
     src = {"horde": {"kind": "local", "path": str(horde), "min_words": 5}}
     first, out = run_sample(make_params, tmp_path, src)
     before = {f.name: f.read_bytes() for f in shards.shard_files(out / "horde")}
-    (out / "horde" / "_parts" / "part-000004.json").unlink()  # part 4 was in flight when the run died
+    (out / "horde" / "_parts" / "r00-part-000004.json").unlink()  # part 4 was in flight when the run died
     opened = []
     real = diffusiondb.Corpus.open_part
     monkeypatch.setattr(diffusiondb.Corpus, "open_part",
@@ -232,18 +200,12 @@ def test_hf_source_in_diffusiondb_large_layout(make_params, tmp_path, horde):
     for z in (horde / "images").glob("part-*.zip"):
         (root / "diffusiondb-large-part-1" / z.name).symlink_to(z)
     (root / "metadata-large.parquet").symlink_to(horde / "metadata.parquet")
-    HubHandler.requested = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(HubHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with HubServer(root) as hub:
         src = {"large": {"kind": "hf", "path": "poloclub/diffusiondb", "layout": "large", "min_words": 5,
-                         "endpoint": f"http://127.0.0.1:{server.server_port}", "cache_dir": str(tmp_path / "cache")}}
+                         "endpoint": hub.endpoint, "cache_dir": str(tmp_path / "cache")}}
         metrics, out = run_sample(make_params, tmp_path, src, n=3)
-    finally:
-        server.shutdown()
-    assert HubHandler.requested[0] == "metadata-large.parquet"
-    assert all(r.startswith("diffusiondb-large-part-1/part-") for r in HubHandler.requested[1:])
     assert metrics["large"]["kept"] == 3 and shards.read_dir(out / "large")["image_name"].str.endswith(".webp").all()
+    assert list((tmp_path / "cache").rglob("metadata-large.parquet"))
 
 
 def test_a_changed_corpus_is_sampled_again_not_resumed(tmp_path):

@@ -104,9 +104,7 @@ def test_converted_model_matches_gguf_greedy_tokens(worker, gguf, model_dir):
         assert ref["split"] is None or (ref["split"] >= 4 and abs(ref["gap"]) < NEAR_TIE), ref
 
 
-def test_label_llm_end_to_end(worker, params, taxonomy):
-    from stylemap.teacher.tasks import label_llm
-
+def _descriptions() -> pd.DataFrame:
     descriptions = [
         "A dramatic oil painting of a stormy sea with a small ship, thick impasto brush strokes, dark clouds.",
         "A cute anime girl with cat ears in a school uniform, cel shading, pastel colors.",
@@ -119,7 +117,13 @@ def test_label_llm_end_to_end(worker, params, taxonomy):
     ]
     status = ["ok"] * 8
     status[5] = "cannot_analyse"  # describe could not analyse: skipped even though text is present
-    df = pd.DataFrame({"image_id": [f"t/{i}" for i in range(8)], "description": descriptions, "status": status})
+    return pd.DataFrame({"image_id": [f"t/{i}" for i in range(8)], "description": descriptions, "status": status})
+
+
+def test_label_llm_end_to_end(worker, params, taxonomy):
+    from stylemap.teacher.tasks import label_llm
+
+    df = _descriptions()
     out = label_llm(df, worker, params, taxonomy, ROOT / params.label.fewshot)
     assert out["image_id"].tolist() == df["image_id"].tolist()
     assert out["llm_status"].tolist()[4:7] == ["skipped_no_description", "skipped_no_description", "failed"]
@@ -135,6 +139,42 @@ def test_label_llm_end_to_end(worker, params, taxonomy):
     assert json.loads(out["llm_sampling"].iloc[0])["json_schema"]["properties"]["styles"]["minItems"] == 3
     again = label_llm(df, worker, params, taxonomy, ROOT / params.label.fewshot)  # greedy + seeded: identical labels
     assert again["llm_raw"].map(list).tolist() == out["llm_raw"].map(list).tolist()
+
+
+def test_label_on_ray_gives_the_local_labels(worker, params, taxonomy, tmp_path):
+    """The same descriptions through ray.data.llm (engine ray, a local 2-CPU Ray cluster, the engine in
+    .venv-vllm's Python) and through the local worker: the same statuses, failures, schema and provenance.
+    The labels themselves are compared, not required equal: greedy decoding is deterministic for one batch
+    composition, but the engines batch differently (local: the whole shard; Ray: `batch_size` rows with
+    placeholders for skipped rows), and vLLM's CPU kernels then resolve near-ties differently (see NEAR_TIE)."""
+    import ray
+
+    from stylemap import shards
+    from stylemap.files import write_atomic
+    from stylemap.teacher import ray_llm
+    from stylemap.teacher.tasks import label_llm
+
+    df = pd.concat([_descriptions()] * 2, ignore_index=True).assign(image_id=[f"t/{i:02d}" for i in range(16)])
+    write_atomic(df, tmp_path / "in/shard-00000.parquet")
+    local = label_llm(df, worker, params, taxonomy, ROOT / params.label.fewshot)
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        stats = ray_llm.label_shards(shards.shard_files(tmp_path / "in"), tmp_path / "out", params, params.label.model,
+                                     taxonomy, ROOT / params.label.fewshot, shard_size=5, params={},
+                                     schema="llm_labels")
+    finally:
+        ray.shutdown()
+    remote = shards.read_dir(tmp_path / "out")
+    assert stats == {"shards": 4, "shards_resumed": 0, "rows_in": 16, "rows_out": 16}
+    assert remote["llm_status"].value_counts().to_dict() == local["llm_status"].value_counts().to_dict()
+    assert "maximum context length" in remote["llm_error"].iloc[6]
+    for column in ["image_id", "llm_status", "llm_model", "llm_prompt_hash", "llm_sampling", "vllm_version"]:
+        assert remote[column].tolist() == local[column].tolist(), column
+    ok = remote["llm_status"].eq("ok")
+    assert remote.loc[ok, "llm_raw"].map(len).between(3, 6).all()
+    same = (remote["llm_raw"].map(list) == local["llm_raw"].map(list))[ok]
+    print(f"Ray vs local: identical raw labels on {same.sum()} of {ok.sum()} labelled descriptions")
+    assert same.mean() >= 0.5, remote.loc[ok & ~same, "llm_raw"].tolist()
 
 
 def test_label_stage_killed_mid_run_resumes_without_redoing_shards(model_dir, tmp_path):

@@ -1,0 +1,129 @@
+"""A stand-in for the Hugging Face Hub on localhost: a folder served as a dataset repository, for tests and bench/.
+
+Why: the `hf` source must be tested and measured the way it reads the Hub, offline. The server answers what
+huggingface_hub asks when it downloads or range-reads a file, as the Hub does for LFS/Xet files: HEAD or GET of
+`<endpoint>/datasets/<repo>/resolve/<revision>/<path>` is a 302 to a second origin standing in for the CDN, with
+the headers huggingface_hub reads (X-Repo-Commit, X-Linked-Etag, X-Linked-Size); the CDN answers GET, whole or
+with one `Range` (206). A file that is not there is a 404 with `X-Error-Code: EntryNotFound`. Any repo id and
+revision name the one folder. `traffic` counts requests per origin and the body bytes the CDN sent.
+
+    with HubServer(folder) as hub:      # Source(kind="hf", path="poloclub/diffusiondb", endpoint=hub.endpoint)
+        ...
+        hub.traffic  # Counter({"resolve": ..., "cdn": ..., "cdn_bytes": ...})
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+RESOLVE = re.compile(r"^/datasets/[^/]+/[^/]+/resolve/[^/]+/(.+)$")
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class HubServer:
+    """Serves `root` on two localhost ports (the Hub and its CDN); a context manager."""
+
+    def __init__(self, root: str | Path, commit: str = "5" * 40):
+        self.root, self.commit = Path(root), commit
+        self.traffic: Counter = Counter()
+        self._lock = threading.Lock()
+        self._hub = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._cdn = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        for server in (self._hub, self._cdn):
+            server.daemon_threads, server.owner = True, self
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._hub.server_port}"
+
+    def count(self, **amounts: int) -> None:
+        with self._lock:
+            self.traffic.update(amounts)
+
+    def file(self, rel: str) -> Path | None:
+        rel = unquote(rel)
+        path = self.root / rel
+        return path if ".." not in rel.split("/") and path.is_file() else None
+
+    def __enter__(self) -> HubServer:
+        for server in (self._hub, self._cdn):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for server in (self._hub, self._cdn):
+            server.shutdown()
+            server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as huggingface_hub's client expects
+    disable_nagle_algorithm = True  # headers and body are two writes: Nagle would hold the body for an ACK
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        hub: HubServer = self.server.owner  # type: ignore[attr-defined]
+        path = self.path.split("?")[0]
+        if self.server is hub._hub:
+            hub.count(resolve=1)
+            match = RESOLVE.match(path)
+            target = hub.file(match.group(1)) if match else None
+            if target is None:
+                return self._empty(404, {"X-Error-Code": "EntryNotFound"})
+            stat = target.stat()
+            return self._empty(302, {
+                "Location": f"http://127.0.0.1:{hub._cdn.server_port}/{match.group(1)}",
+                "X-Repo-Commit": hub.commit, "X-Linked-Etag": f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"',
+                "X-Linked-Size": str(stat.st_size)})
+        hub.count(cdn=1)
+        target = hub.file(path.lstrip("/"))
+        if target is None:
+            return self._empty(404, {})
+        size = target.stat().st_size
+        start, end, status = 0, size, 200
+        wanted = RANGE.match(self.headers.get("Range", ""))
+        if wanted and wanted.group(1):
+            start, end, status = int(wanted.group(1)), min(size, int(wanted.group(2) or size - 1) + 1), 206
+        elif wanted and wanted.group(2):  # the last N bytes
+            start, end, status = max(0, size - int(wanted.group(2))), size, 206
+        if start >= end:
+            return self._empty(416, {"Content-Range": f"bytes */{size}"})
+        self.send_response(status)
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.end_headers()
+        if body:
+            hub.count(cdn_bytes=end - start)
+            with target.open("rb") as f:
+                f.seek(start)
+                _copy(f, self.wfile, end - start)
+
+    def _empty(self, status: int, headers: dict) -> None:
+        self.send_response(status)
+        for key, value in {**headers, "Content-Length": "0"}.items():
+            self.send_header(key, value)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _copy(src, dst, n: int) -> None:
+    """Exactly n bytes from src to dst, a chunk at a time (a whole part is not held in memory)."""
+    while n > 0:
+        chunk = src.read(min(n, 1 << 20))
+        if not chunk:
+            break
+        dst.write(chunk)
+        n -= len(chunk)

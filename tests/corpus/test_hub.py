@@ -1,0 +1,88 @@
+"""The hf source through a local stand-in for the Hub: range reads keep exactly what a local read keeps and fetch
+little more than the images read; whole parts are deleted once read unless kept."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stylemap import shards
+from stylemap.corpus import hub
+from stylemap.corpus.sampling import sample_source
+from stylemap.hub_server import HubServer
+from stylemap.params import Source
+from stylemap.testing import make_params
+
+READ = {"undecodable"}  # rejects whose image was fetched: the corpus's only decode fault
+
+
+def hf(server: HubServer, tmp_path: Path, **extra) -> Source:
+    return Source(kind="hf", path="poloclub/diffusiondb", endpoint=server.endpoint, cache_dir=str(tmp_path / "cache"),
+                  **extra)
+
+
+def run(src: Source, out: Path, n: int):
+    s = make_params({"sample.n": n}).sample
+    result = sample_source("x", src, s, 0, out, "test")
+    result.tally.report(result.drawn, "x")  # in = kept + rejected, or it raises
+    return result, shards.read_dir(out)
+
+
+def test_range_reads_keep_what_a_local_read_keeps_and_fetch_little_more_than_the_images(hub_corpus, tmp_path):
+    root, meta = hub_corpus
+    local, local_kept = run(Source(kind="local", path=str(root)), tmp_path / "local", n=60)
+    with HubServer(root) as server:
+        remote, remote_kept = run(hf(server, tmp_path), tmp_path / "hf", n=60)
+    pd.testing.assert_frame_equal(local_kept, remote_kept)
+    assert (remote.drawn, remote.tally.kept, remote.tally.counts) == (local.drawn, 60, local.tally.counts)
+
+    # every byte the CDN sent: metadata.parquet, then per part opened its tail (end record, directory, part JSON,
+    # and the slack after it), and per image read (kept, or fetched and undecodable) its local header, name, slack
+    # and data
+    opened = sorted((tmp_path / "hf" / "_parts").glob("*.json"))
+    read = set()
+    for marker in opened:
+        tally = json.loads(marker.read_text())
+        read |= {name for _, name in tally["kept_rows"]} | {r["image_name"] for r in tally["rows"] if r["reason"] in READ}
+    tails = 0
+    for marker in opened:
+        part = marker.stem.split("-", 1)[1]  # r00-part-000001 -> part-000001
+        with zipfile.ZipFile(root / "images" / f"{part}.zip") as zf:
+            json_at = zf.getinfo(f"{part}.json").header_offset
+        tails += max(hub.TAIL, (root / "images" / f"{part}.zip").stat().st_size - json_at) + hub.LOCAL_SLACK
+    sizes = meta.set_index("image_name")["image_bytes"]
+    members = sum(sizes[name] + 30 + len(name) + hub.LOCAL_SLACK for name in read)
+    metadata = (root / "metadata.parquet").stat().st_size
+    assert len(read) < len(meta) / 4 and server.traffic["cdn_bytes"] <= metadata + tails + members
+    parts = sum((root / "images" / f"{m.stem.split('-', 1)[1]}.zip").stat().st_size for m in opened)
+    assert server.traffic["cdn_bytes"] - metadata < parts / 3  # downloading the parts whole would be all of it
+    assert server.traffic["resolve"] == 2 + len(opened)  # the commit, metadata.parquet, then one per part opened
+
+
+def part_blobs(cache: Path, metadata: Path) -> set[Path]:
+    """Files in the Hub cache other than metadata.parquet's (the only file the same size as it)."""
+    return {p for p in cache.rglob("blobs/*") if p.stat().st_size != metadata.stat().st_size}
+
+
+def test_whole_parts_are_drawn_and_deleted_once_read_unless_kept(hub_corpus, tmp_path):
+    root, meta = hub_corpus
+    blobs = lambda: part_blobs(tmp_path / "cache", root / "metadata.parquet")  # noqa: E731
+    with HubServer(root) as server:
+        dropped, kept_frame = run(hf(server, tmp_path, draw="parts"), tmp_path / "dropped", n=40)
+        assert blobs() == set() and server.traffic["cdn"] == 1 + len(list((tmp_path / "dropped" / "_parts").glob("*")))
+        per_part = meta.set_index("image_name").loc[sorted(dropped.names)].groupby("part_id").size()
+        assert (per_part.sort_values().iloc[1:] == 30).all()  # whole parts, but the one the draw was cut in
+        kept, _ = run(hf(server, tmp_path, draw="parts", keep_parts=True), tmp_path / "kept", n=40)
+        assert len(blobs()) == len(per_part)
+        again, again_frame = run(hf(server, tmp_path, draw="parts"), tmp_path / "again", n=40)
+    assert len(blobs()) == len(per_part)  # parts in the cache before a run are not the run's to delete
+    pd.testing.assert_frame_equal(kept_frame, again_frame)
+    assert again.drawn == dropped.drawn and again_frame["image_name"].tolist() == kept_frame["image_name"].tolist()
+
+
+def test_keep_parts_needs_parts_downloaded_whole():
+    with pytest.raises(ValueError, match="keep_parts"):
+        Source(kind="hf", path="a/b", keep_parts=True)

@@ -1,0 +1,39 @@
+"""A kept image is stored once: its longer side at most sample.image_side, as the original file or a lossless WebP,
+whichever is smaller, of the pixels every stage decodes; its width, height and pHash are the stored image's."""
+from __future__ import annotations
+
+import io
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from stylemap.corpus.images import decode_rgb
+from stylemap.corpus.records import image_record
+from stylemap.testing import encode_png, make_params, same_pixels
+
+
+def stored(data: bytes, side: int) -> tuple[dict, Image.Image]:
+    facts, _ = image_record(data, make_params({"sample.image_side": side}).sample)
+    return facts, Image.open(io.BytesIO(facts["image_bytes"]))
+
+
+def test_a_large_image_is_shrunk_to_the_side_param_keeping_its_aspect():
+    png = encode_png(Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 800, 3), dtype=np.uint8)))
+    facts, image = stored(png, 512)
+    assert image.format == "WEBP" and image.size == (512, 384) == (facts["width"], facts["height"])
+    assert facts["phash"] == str(imagehash.phash(decode_rgb(facts["image_bytes"])))
+    facts, image = stored(png, 1024)
+    assert image.size == (800, 600) and same_pixels(facts["image_bytes"], png)
+
+
+def test_an_image_within_the_side_keeps_its_pixels_in_the_smaller_file():
+    rgba = Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 4), dtype=np.uint8), "RGBA")
+    smooth = Image.fromarray(np.tile(np.arange(64, dtype=np.uint8), (48, 1)))
+    for image in (rgba, rgba.convert("RGB"), rgba.convert("P"), smooth):
+        png = encode_png(image)
+        facts, out = stored(png, 512)
+        assert out.size == (64, 48) and same_pixels(facts["image_bytes"], png) and len(facts["image_bytes"]) <= len(png)
+    jpeg = io.BytesIO()
+    rgba.convert("RGB").save(jpeg, format="JPEG", quality=80)
+    assert stored(jpeg.getvalue(), 512)[0]["image_bytes"] == jpeg.getvalue()  # lossy and small: kept as it is
