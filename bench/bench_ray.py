@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_embed import BENCH_SOURCE, machine, make_corpus  # noqa: E402
 from stylemap import paths, shards  # noqa: E402
-from stylemap.model.embedding import embed_frame  # noqa: E402
+from stylemap.model.embedding import embed_frame, original_rows  # noqa: E402
 from stylemap.model.encoders import load_encoder  # noqa: E402
 from stylemap.model import ray_embed  # noqa: E402
 from stylemap.testing import make_params, save_random_clip  # noqa: E402
@@ -34,15 +34,14 @@ def run(root: Path, p, engine: str) -> float:
     """Seconds to embed every sample shard under root with `engine` (encoder loaded before timing)."""
     out = root / f"embed-{engine}"
     shutil.rmtree(out, ignore_errors=True)
-    files = shards.shard_files(root / paths.SAMPLE / "bench")
+    jobs = [shards.Job("bench", shards.shard_files(root / paths.SAMPLE / "bench"), out, {}, expand=original_rows)]
     encoder = load_encoder(p.embed)
-    args = dict(shard_size=p.embed.shard_size, params={}, schema="embed", columns=["image_id", "image_bytes"],
-                desc=f"{engine}")
+    args = dict(shard_size=p.embed.shard_size, schema="embed", columns=["image_id", "image_bytes"], desc=f"{engine}")
     start = time.perf_counter()
     if engine == "ray":
-        ray_embed.embed_shards(files, out, p.embed, lambda: load_encoder(p.embed), encoder.preprocess, **args)
+        ray_embed.embed_shards(jobs, p.embed, lambda: load_encoder(p.embed), encoder.preprocess, **args)
     else:
-        shards.map_shards(files, out, lambda df: embed_frame(df.assign(aug_seed=-1), encoder, p.embed), **args)
+        shards.map_jobs(jobs, lambda df: embed_frame(df, encoder, p.embed), **args)
     return time.perf_counter() - start
 
 

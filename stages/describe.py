@@ -33,18 +33,19 @@ def main(root: str | Path = ".") -> dict:
     vlm = p.describe.backend == "vlm"
     on_ray = vlm and p.describe.engine == "ray"
     worker = VllmWorker.for_descriptions(p) if vlm and not on_ray else nullcontext()
-    with worker:
-        for source in sources:
-            args = dict(shard_size=p.describe.shard_size, params=identity, schema="describe", desc=f"describe {source}")
-            files = shards.shard_files(sample_dir / source)
-            if on_ray:
-                stats = ray_llm.describe_shards(files, out_dir / source, p, **args)
-            else:
-                fn = (lambda df: describe_vlm(df, worker, p)) if vlm else describe_by_prompt
-                stats = shards.map_shards(files, out_dir / source, fn, columns=None if vlm else PROMPT_COLUMNS, **args)
-            print(f"describe {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed from a previous run")
-            status = shards.read_dir(out_dir / source, columns=["status"])["status"]
-            metrics.update(Rejects.from_column(status, "ok").report(stats["rows_in"], source))
+    jobs = [shards.Job(source, shards.shard_files(sample_dir / source), out_dir / source, identity) for source in sources]
+    args = dict(shard_size=p.describe.shard_size, schema="describe")
+    if on_ray:  # every source through one set of engines
+        stats = ray_llm.describe_shards(jobs, p, desc="describe", **args)
+    else:
+        with worker:
+            fn = (lambda df: describe_vlm(df, worker, p)) if vlm else describe_by_prompt
+            stats = shards.map_jobs(jobs, fn, desc="describe", columns=None if vlm else PROMPT_COLUMNS, **args)
+    for source in sources:
+        print(f"describe {source}: {stats[source]['shards']} shards, {stats[source]['shards_resumed']} resumed "
+              "from a previous run")
+        status = shards.read_dir(out_dir / source, columns=["status"])["status"]
+        metrics.update(Rejects.from_column(status, "ok").report(stats[source]["rows_in"], source))
     write_json(project.metrics("describe"), metrics)
     return metrics
 

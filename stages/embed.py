@@ -15,7 +15,7 @@ import pandas as pd
 from stylemap import entry, paths, shards
 from stylemap.files import write_json, write_text_atomic
 from stylemap.model import ray_embed
-from stylemap.model.embedding import embed_frame, recipe_rows
+from stylemap.model.embedding import embed_frame, original_rows, recipe_rows
 from stylemap.model.encoders import load_encoder
 from stylemap.params import for_stage
 from stylemap.rejects import Rejects
@@ -37,51 +37,46 @@ def main(root: str | Path = ".", encoder=None) -> dict:
     make_encoder = (lambda: encoder) if encoder is not None else partial(load_encoder, p.embed)  # Ray actors call it
     encoder = make_encoder()
 
-    def run(files: list[Path], out_dir: Path, expand, **args) -> dict:
-        """Embed shards on the chosen engine: originals (expand None, aug_seed -1) or augmented recipe rows."""
-        aug = p.embed.augment if expand else None
-        args = {**args, "shard_size": p.embed.shard_size, "schema": "embed", "columns": SAMPLE_COLUMNS}
-        if p.embed.engine == "ray":
-            return ray_embed.embed_shards(files, out_dir, p.embed, make_encoder, encoder.preprocess, aug, expand, **args)
-        prepare = expand or (lambda df: df.assign(aug_seed=-1))
-        return shards.map_shards(files, out_dir, lambda df: embed_frame(prepare(df), encoder, p.embed, aug), **args)
-
     sample_dir, embed_dir = project.path(paths.SAMPLE), project.path(paths.EMBED)
     identity = {"backend": p.embed.backend, "arch": p.embed.arch, "pretrained": p.embed.pretrained}
     code = shards.code_fingerprint("embed", root)
     metrics: dict = {"backend": p.embed.backend, "arch": p.embed.arch if p.embed.backend == "open_clip" else "",
                      "dim": encoder.dim, "sources_present": 0, "sources_absent": 0}
-    total = Rejects()
-    present = []
+    jobs = []
     for source in sorted(p.sources):
         if source == paths.AUGMENTED:
             raise ValueError(f"source name {paths.AUGMENTED!r} is reserved for {paths.EMBED}/{paths.AUGMENTED}")
         files = shards.shard_files(sample_dir / source)
-        if not files:
+        if files:
+            jobs.append(shards.Job(source, files, embed_dir / source, {**identity, "code": code}, expand=original_rows))
+        else:
             metrics["sources_absent"] += 1
             metrics[f"{source}.absent"] = 1
-            continue
-        present.append(source)
-        metrics["sources_present"] += 1
-        stats = run(files, embed_dir / source, None, params={**identity, "code": code}, desc=f"embed {source}")
-        tally = _counts(embed_dir / source)
-        metrics.update(tally.report(stats["rows_in"], source))
-        total.merge(tally)
+    metrics["sources_present"] = len(jobs)
 
     recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "aug_seed"])
     wanted = recipes[recipes["aug_seed"] >= 0]
     known = set(shards.read_dir(sample_dir / p.train_source, columns=["image_id"])["image_id"])
     missing = int((~wanted["image_id"].isin(known)).sum())
-    expand = recipe_rows(wanted)
     recipe_key = hashlib.sha256(pd.util.hash_pandas_object(wanted, index=False).to_numpy().tobytes()).hexdigest()
-    run(shards.shard_files(sample_dir / p.train_source), embed_dir / paths.AUGMENTED, expand,
-        params={**identity, "augment": p.embed.augment.model_dump(), "recipes": recipe_key, "code": code},
-        desc="embed augmented")
-    tally = _counts(embed_dir / paths.AUGMENTED, missing)
-    metrics.update(tally.report(len(wanted), paths.AUGMENTED))
-    total.merge(tally)
+    jobs.append(shards.Job(paths.AUGMENTED, shards.shard_files(sample_dir / p.train_source), embed_dir / paths.AUGMENTED,
+                           {**identity, "augment": p.embed.augment.model_dump(), "recipes": recipe_key, "code": code},
+                           expand=recipe_rows(wanted)))
 
-    shards.prune(embed_dir, {*present, paths.AUGMENTED, "encoder.json"})  # sources no longer sampled
+    args = dict(shard_size=p.embed.shard_size, schema="embed", columns=SAMPLE_COLUMNS, desc="embed")
+    aug = p.embed.augment  # applied to recipe rows (aug_seed >= 0) only
+    if p.embed.engine == "ray":  # every job through one pool of encoder actors
+        stats = ray_embed.embed_shards(jobs, p.embed, make_encoder, encoder.preprocess, aug, **args)
+    else:
+        stats = shards.map_jobs(jobs, lambda df: embed_frame(df, encoder, p.embed, aug), **args)
+    total = Rejects()
+    for job in jobs:
+        tally = _counts(job.out_dir, missing if job.name == paths.AUGMENTED else 0)
+        metrics.update(tally.report(len(wanted) if job.name == paths.AUGMENTED else stats[job.name]["rows_in"], job.name))
+        total.merge(tally)
+
+    present = [job.name for job in jobs]
+    shards.prune(embed_dir, {*present, "encoder.json"})  # sources no longer sampled
     metrics.update(total.report(total.kept + total.rejected))
     write_text_atomic(project.path(paths.ENCODER_CARD),
                       json.dumps({**identity, "dim": encoder.dim, "name": encoder.name}, indent=2, sort_keys=True) + "\n")

@@ -6,7 +6,6 @@ agreement report, or every description when it feeds training (`label.train_labe
 from __future__ import annotations
 
 import hashlib
-from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -47,40 +46,47 @@ def main(root: str | Path = ".") -> dict:
     files = {"taxonomy": _sha256(taxonomy_file), "fewshot": _sha256(fewshot_file),  # an edit redoes LLM shards
              "code": shards.code_fingerprint("label", root)}
     metrics: dict = {"taxonomy_version": taxonomy.version, "categories": len(taxonomy.categories)}
-    model = project.model(p.label.model)
-    on_ray = p.label.run_llm and p.label.engine == "ray"
-    worker = VllmWorker.for_labels(p, model) if p.label.run_llm and not on_ray else nullcontext()
-    with worker:
-        for source in sources:
-            descriptions = shards.read_dir(describe_dir / source, columns=DESCRIPTION_COLUMNS)
-            labels = keyword_labels(descriptions, taxonomy, p.label.max_styles)
-            if p.label.run_llm:
-                inputs = llm_inputs(describe_dir / source, p.label.llm_subset, p.seed,
-                                    out_dir / "llm_subset" / f"{source}.parquet")
-                args = dict(shard_size=p.label.shard_size, schema="llm_labels", desc=f"label llm {source}",
-                            params={**p.label.model_dump(exclude=RUN_KNOBS), "seed": p.seed, "files": files})
-                if on_ray:
-                    stats = ray_llm.label_shards(inputs, out_dir / "llm" / source, p, model, taxonomy, fewshot_file, **args)
-                else:
-                    stats = shards.map_shards(inputs, out_dir / "llm" / source,
-                                              lambda df: label_llm(df, worker, p, taxonomy, fewshot_file),
-                                              columns=DESCRIPTION_COLUMNS, **args)
-                print(f"label llm {source}: {stats['shards']} shards, {stats['shards_resumed']} resumed")
-                llm = shards.read_dir(out_dir / "llm" / source, columns=["image_id", *LLM_COLUMNS])
-                labels = labels.merge(llm, on="image_id", how="left", validate="one_to_one")
-            else:
-                labels = labels.assign(**{c: None for c in LLM_COLUMNS})
-            annotated = shards.read_dir(project.path(paths.SAMPLE, source), columns=["image_id", "annotated_styles"])
-            labels["annotation_styles"] = annotation_labels(
-                labels["image_id"].map(annotated.set_index("image_id")["annotated_styles"]), taxonomy)
-            labels["styles"] = labels[f"{p.label.train_labeler}_styles"]
-            labels["taxonomy_version"] = taxonomy.version
-            schemas.write("labels", labels, out_dir / f"{source}.parquet")
-            gold = gold_classes(labels["image_id"].str.split("/", n=1).str[1],
-                                project.root / p.sources[source].path) if source in p.sources else None
-            metrics[source] = {**_counts(descriptions, labels), **agreement_report(labels, gold)}
+    if p.label.run_llm:
+        run_llm(p, project, sources, taxonomy, fewshot_file, files)
+    for source in sources:
+        descriptions = shards.read_dir(describe_dir / source, columns=DESCRIPTION_COLUMNS)
+        labels = keyword_labels(descriptions, taxonomy, p.label.max_styles)
+        if p.label.run_llm:
+            llm = shards.read_dir(out_dir / "llm" / source, columns=["image_id", *LLM_COLUMNS])
+            labels = labels.merge(llm, on="image_id", how="left", validate="one_to_one")
+        else:
+            labels = labels.assign(**{c: None for c in LLM_COLUMNS})
+        annotated = shards.read_dir(project.path(paths.SAMPLE, source), columns=["image_id", "annotated_styles"])
+        labels["annotation_styles"] = annotation_labels(
+            labels["image_id"].map(annotated.set_index("image_id")["annotated_styles"]), taxonomy)
+        labels["styles"] = labels[f"{p.label.train_labeler}_styles"]
+        labels["taxonomy_version"] = taxonomy.version
+        schemas.write("labels", labels, out_dir / f"{source}.parquet")
+        gold = gold_classes(labels["image_id"].str.split("/", n=1).str[1],
+                            project.root / p.sources[source].path) if source in p.sources else None
+        metrics[source] = {**_counts(descriptions, labels), **agreement_report(labels, gold)}
     write_json(project.metrics("label"), metrics)
     return metrics
+
+
+def run_llm(p, project: paths.Project, sources: list[str], taxonomy, fewshot_file: Path, files: dict) -> None:
+    """The LLM labeler over every source's descriptions (or their seeded subsets): one engine (local) or one set
+    of ray.data.llm replicas (ray) for all sources."""
+    describe_dir, out_dir = project.path(paths.DESCRIBE), project.path(paths.LABELS)
+    model = project.model(p.label.model)
+    identity = {**p.label.model_dump(exclude=RUN_KNOBS), "seed": p.seed, "files": files}
+    jobs = [shards.Job(source, llm_inputs(describe_dir / source, p.label.llm_subset, p.seed,
+                                          out_dir / "llm_subset" / f"{source}.parquet"), out_dir / "llm" / source, identity)
+            for source in sources]
+    args = dict(shard_size=p.label.shard_size, schema="llm_labels")
+    if p.label.engine == "ray":
+        stats = ray_llm.label_shards(jobs, p, model, taxonomy, fewshot_file, desc="label llm", **args)
+    else:
+        with VllmWorker.for_labels(p, model) as worker:
+            stats = shards.map_jobs(jobs, lambda df: label_llm(df, worker, p, taxonomy, fewshot_file),
+                                    desc="label llm", columns=DESCRIPTION_COLUMNS, **args)
+    for source in sources:
+        print(f"label llm {source}: {stats[source]['shards']} shards, {stats[source]['shards_resumed']} resumed")
 
 
 def _counts(descriptions: pd.DataFrame, labels: pd.DataFrame) -> dict:

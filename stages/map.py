@@ -35,7 +35,8 @@ def map_platform(p, project: paths.Project, platform: str, classes: list[str]) -
         return {**metrics, **tally.report(len(pred), platform)}
     batches = embedding_batches(shards.shard_files(project.path(paths.EMBED, platform)), pd.Index(pred["image_id"]))
     coords, fit = layout(batches, len(pred), n_neighbors=p.map.n_neighbors, min_dist=p.map.min_dist,
-                         fit_sample=p.map.fit_sample, seed=p.seed, desc=f"map {platform}")
+                         fit_sample=p.map.fit_sample, seed=p.seed, backend=p.map.backend,
+                         parallel=p.map.parallel, desc=f"map {platform}")
     points = pred.assign(x=coords[:, 0], y=coords[:, 1])
     schemas.write("map", points[["image_id", "x", "y", "top1"]], project.path(paths.MAP, f"{platform}.parquet"))
     scatter_png(points, classes, f"{platform}: {len(points)} images (UMAP, fit on {fit['fit']})",

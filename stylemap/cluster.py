@@ -67,47 +67,49 @@ def ray_actors(n: int):
     return connect().data.ActorPoolStrategy(size=n)
 
 
-def map_shards_ray(in_files: list[Path], out_dir: Path, pipeline: Callable, finish: Callable[[pd.DataFrame], pd.DataFrame],
-                   *, shard_size: int, params: dict, schema: str, columns: list[str] | None = None,
-                   desc: str = "shards", expand: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> dict:
-    """`shards.map_shards` on Ray: `pipeline(dataset) -> dataset` does the per-row work on the cluster (it must
-    keep the ROW column), `finish(rows of one shard, in input order) -> shard frame` runs here. `expand`
-    (cheap, here) turns a shard's input rows into the rows to send, e.g. one per augmentation recipe."""
+def map_shards_ray(jobs: list[shards.Job], pipeline: Callable, finish: Callable[[pd.DataFrame], pd.DataFrame], *,
+                   shard_size: int, schema: str, columns: list[str] | None = None, desc: str = "shards") -> dict:
+    """`shards.map_shards` on Ray, for all of a stage's jobs at once (one pipeline, so engines start once):
+    `pipeline(dataset) -> dataset` does the per-row work on the cluster (it must keep the ROW column),
+    `finish(rows of one shard, in input order) -> shard frame` runs here. Returns each job's stats by name."""
     ray = connect()
-    stats = shards.new_stats(in_files)
-    with tqdm(total=stats["rows_in"], desc=desc, unit="img", dynamic_ncols=True) as bar:
+    stats = {job.name: shards.new_stats(job.in_files) for job in jobs}
+    with tqdm(total=sum(s["rows_in"] for s in stats.values()), desc=desc, unit="img", dynamic_ncols=True) as bar:
         targets, starts, refs = [], [], []
         offset = 0
-        for table, target in shards.pending_shards(in_files, Path(out_dir), shard_size=shard_size, params=params,
-                                                   columns=columns, stats=stats, bar=bar):
-            if expand is not None:
-                table = pa.Table.from_pandas(expand(table.to_pandas()), preserve_index=False)
-            if not table.num_rows:  # nothing to send: the shard is the schema's empty table, as locally
-                schemas.write(schema, schemas.empty(schema), target)
-                continue
-            refs.append(ray.put(table.append_column(ROW, pa.array(np.arange(offset, offset + table.num_rows)))))
-            targets.append((target, table.num_rows))
-            starts.append(offset)
-            offset += table.num_rows
+        for job in jobs:
+            for table, target in shards.pending_shards(job.in_files, Path(job.out_dir), shard_size=shard_size,
+                                                       params=job.params, columns=columns, stats=stats[job.name],
+                                                       bar=bar):
+                if job.expand is not None:
+                    table = pa.Table.from_pandas(job.expand(table.to_pandas()), preserve_index=False)
+                if not table.num_rows:  # nothing to send: the shard is the schema's empty table, as locally
+                    schemas.write(schema, schemas.empty(schema), target)
+                    continue
+                refs.append(ray.put(table.append_column(ROW, pa.array(np.arange(offset, offset + table.num_rows)))))
+                targets.append((job.name, target, table.num_rows))
+                starts.append(offset)
+                offset += table.num_rows
         if not refs:
             return stats
         received: dict[int, list[pd.DataFrame]] = defaultdict(list)
         counts: dict[int, int] = defaultdict(int)
         for batch in pipeline(ray.data.from_arrow_refs(refs)).iter_batches(batch_format="pandas", batch_size=None):
             for k, rows in batch.groupby(np.searchsorted(starts, batch[ROW].to_numpy(), side="right") - 1):
-                target, n = targets[k]
+                name, target, n = targets[k]
                 received[k].append(rows)
                 counts[k] += len(rows)
                 if counts[k] < n:
                     continue
                 frame = pd.concat(received.pop(k)).sort_values(ROW)
                 if counts[k] > n or frame[ROW].duplicated().any():
-                    raise ClusterError(f"{desc}: {target.name} came back with {counts[k]} rows for {n} (duplicates)")
+                    raise ClusterError(f"{desc}: {name}/{target.name} came back with {counts[k]} rows for {n} "
+                                       "(duplicates)")
                 result = finish(frame.drop(columns=ROW).reset_index(drop=True))
                 schemas.write(schema, result, target)
-                stats["rows_out"] += len(result)
+                stats[name]["rows_out"] += len(result)
                 bar.update(n)
-        missing = [targets[k][0].name for k in range(len(targets)) if counts[k] < targets[k][1]]
+        missing = [f"{name}/{target.name}" for k, (name, target, n) in enumerate(targets) if counts[k] < n]
         if missing:
             raise ClusterError(f"{desc}: the Ray pipeline lost rows of {missing}")
     return stats

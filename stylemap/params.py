@@ -257,6 +257,8 @@ class Map(Strict):
     n_neighbors: int = Field(ge=2)
     min_dist: float = Field(ge=0)
     fit_sample: int = Field(ge=10)
+    backend: Literal["umap-learn", "cuml"]  # cuml (GPU) is never picked silently: not importable = an error
+    parallel: bool  # false: seeded, reproducible, one thread; true: unseeded, all cores, varies run to run
 
 
 class Params(Strict):

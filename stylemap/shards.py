@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -118,6 +119,18 @@ def pending_shards(in_files: list[Path], out_dir: Path, *, shard_size: int, para
         yield table, target
 
 
+@dataclass(frozen=True)
+class Job:
+    """One output directory of a stage (usually one source): its input shards, the params that fingerprint its
+    shards and, optionally, `expand` (input rows -> rows to process, e.g. one per augmentation recipe).
+    The Ray engine runs all of a stage's jobs through one pipeline, so its engines start once per stage."""
+    name: str
+    in_files: list[Path]
+    out_dir: Path
+    params: dict
+    expand: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
 def new_stats(in_files: list[Path]) -> dict:
     return {"shards": 0, "shards_resumed": 0, "rows_in": count_rows(in_files), "rows_out": 0}
 
@@ -148,6 +161,15 @@ def map_shards(
             stats["rows_out"] += len(result)
             bar.update(table.num_rows)
     return stats
+
+
+def map_jobs(jobs: list[Job], fn: Callable[[pd.DataFrame], pd.DataFrame], *, desc: str, **args) -> dict:
+    """`map_shards` over each job in turn (the local counterpart of `cluster.map_shards_ray`), a job's `expand`
+    applied before `fn`. Returns each job's stats by name."""
+    def job_fn(job: Job):
+        return fn if job.expand is None else (lambda df: fn(job.expand(df)))
+    return {job.name: map_shards(job.in_files, job.out_dir, job_fn(job), params=job.params, desc=f"{desc} {job.name}",
+                                 **args) for job in jobs}
 
 
 def read_dir(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import tarfile
 import uuid
 import zipfile
@@ -150,6 +151,25 @@ def save_random_clip(path: Path, arch: str = "ViT-S-32") -> Path:
     torch.manual_seed(0)
     torch.save(open_clip.create_model(arch, pretrained=None).state_dict(), path)
     return path
+
+
+def in_vllm_venv(code: str, *args: str, timeout: int = 600) -> str:
+    """Run Python `code` in .venv-vllm (vLLM's own torch) from the repository root; its stdout."""
+    from stylemap.teacher.client import VLLM_PYTHON
+
+    done = subprocess.run([str(VLLM_PYTHON), "-c", code, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode:
+        raise RuntimeError(f".venv-vllm: {code[:80]!r} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def convert_gemma(dest: Path) -> Path:
+    """The Gemma 3 270M GGUF package converted to an HF folder at dest/gemma3-270m (~75 s); returns the folder.
+    The GGUF itself stays at dest/<its name> for fidelity checks."""
+    in_vllm_venv("import sys; from pathlib import Path; from stylemap.teacher.convert import assemble_gguf, convert; "
+                 "d = Path(sys.argv[1]); convert(assemble_gguf(d), d / 'gemma3-270m')", str(dest))
+    return dest / "gemma3-270m"
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:

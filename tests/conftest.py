@@ -36,3 +36,19 @@ def demo_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     demo.write_corpus(demo.build_rows(crops_per_subject=1, side=96, seed=0), out, side=96)
     return out
+
+
+@pytest.fixture(scope="session")
+def gemma_dir(tmp_path_factory) -> Path:
+    """Gemma 3 270M converted once per test session (the label tests and the production rehearsal share it)."""
+    from stylemap.teacher.client import VLLM_PYTHON
+
+    if not VLLM_PYTHON.exists():
+        pytest.skip(f"{VLLM_PYTHON} missing: run bash .ci/setup-vllm")
+    return testing.convert_gemma(tmp_path_factory.mktemp("gemma"))
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(gemma_dir) -> Path:
+    """The GGUF gemma_dir was converted from."""
+    return next(gemma_dir.parent.glob("*.gguf"))

@@ -41,13 +41,8 @@ def as_after_setup(checkout: Path) -> None:
     shutil.copytree(ROOT / BUNDLE_DIR, checkout / BUNDLE_DIR)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A git repo copy of the project (tracked + untracked files, not ignored ones), fast params."""
-    if not (ROOT / ".venv-vllm").exists():
-        pytest.skip(".venv-vllm absent: run .ci/setup (the convert_llm stage needs it)")
-    work = tmp_path_factory.mktemp("pipeline")
-    repo = work / "main"
+def copy_checkout(repo: Path) -> None:
+    """The project's tracked and untracked (not ignored) files at `repo`, less committed results, as after setup."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
@@ -55,10 +50,21 @@ def project(tmp_path_factory) -> Path:
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, repo / rel)
     as_after_setup(repo)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A git repo copy of the project (tracked + untracked files, not ignored ones), fast params."""
+    if not (ROOT / ".venv-vllm").exists():
+        pytest.skip(".venv-vllm absent: run .ci/setup (the convert_llm stage needs it)")
+    work = tmp_path_factory.mktemp("pipeline")
+    repo = work / "main"
+    copy_checkout(repo)
     (work / "shared").symlink_to(ROOT.parent / "shared") if (ROOT.parent / "shared").exists() else None
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["demo"]["crops_per_subject"] = 2
     params["label"]["run_llm"] = False
+    params["label"]["model"] = "unused/keywords-only"  # so convert_llm has nothing to convert (tests/teacher: Gemma)
     params["balance"]["min_count"] = 4
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(f"git init -q && dvc remote add -f -d local {work / 'remote'} && git add -A && git commit -qm init", repo)

@@ -86,6 +86,11 @@ def embed_table(frame: pd.DataFrame, embeddings, errors) -> pa.Table:
     }))
 
 
+def original_rows(batch: pd.DataFrame) -> pd.DataFrame:
+    """Sample rows as they are embedded without augmentation (aug_seed -1)."""
+    return batch.assign(aug_seed=-1)
+
+
 def recipe_rows(recipes: pd.DataFrame) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Sample rows -> one row per augmentation recipe of those images (a sample row may have several)."""
     copies = recipes.loc[recipes["aug_seed"] >= 0, ["image_id", "aug_seed"]]

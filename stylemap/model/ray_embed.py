@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from stylemap import cluster
+from stylemap import cluster, shards
 from stylemap.model.embedding import embed_table, prepare_image
 from stylemap.params import Augment, Embed
 
@@ -39,10 +38,11 @@ def encoder_actor(make_encoder: Callable) -> type:
     return Encode
 
 
-def embed_shards(files: list[Path], out_dir: Path, e: Embed, make_encoder: Callable, preprocess,
-                 aug: Augment | None = None, expand=None, **args) -> dict:
-    """Embed shards of sample rows (image_id, image_bytes; aug_seed after `expand`, else -1) on Ray; each actor
-    builds its encoder with `make_encoder` (the stage's `load_encoder(embed params)`)."""
+def embed_shards(jobs: list[shards.Job], e: Embed, make_encoder: Callable, preprocess, aug: Augment | None = None,
+                 **args) -> dict:
+    """Embed shards of sample rows (image_id, image_bytes, and aug_seed from each job's `expand`) on Ray, all
+    jobs through one actor pool; each actor builds its encoder with `make_encoder` (the stage's
+    `load_encoder(embed params)`). `aug` applies to rows with an aug_seed >= 0 only."""
     def decode(df: pd.DataFrame) -> pd.DataFrame:
         prepared = [prepare_image(data, int(seed), preprocess, aug) for data, seed in zip(df["image_bytes"], df["aug_seed"])]
         return pd.DataFrame({cluster.ROW: df[cluster.ROW].to_numpy(), "image_id": df["image_id"].to_numpy(),
@@ -59,5 +59,4 @@ def embed_shards(files: list[Path], out_dir: Path, e: Embed, make_encoder: Calla
         ok = frame["error"].eq("")
         return embed_table(frame, [v if good else None for v, good in zip(frame["embedding"], ok)], frame["error"])
 
-    return cluster.map_shards_ray(files, out_dir, pipeline, finish,
-                                  expand=expand or (lambda df: df.assign(aug_seed=-1)), **args)
+    return cluster.map_shards_ray(jobs, pipeline, finish, **args)

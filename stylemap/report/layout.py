@@ -3,11 +3,11 @@
 UMAP is fitted on a seeded subsample of at most `map.fit_sample` images and the other images are
 `transform`ed in chunks, so a 300k-image platform costs one fit of fit_sample points plus a linear pass.
 Embeddings are streamed from the embed shards twice (fit rows, then the rest): memory holds the fit
-sample, one chunk and the 2-D coordinates. cuml's GPU UMAP is used when importable, else umap-learn.
+sample, one chunk and the 2-D coordinates. `map.backend` picks umap-learn (CPU) or cuML (GPU, RAPIDS);
+`map.parallel` trades the seeded, reproducible layout for all cores (see `make_umap`).
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from sklearn.manifold import trustworthiness
 from tqdm import tqdm
 
 from stylemap import shards
+from stylemap.entry import UserError
 
 TRANSFORM_CHUNK = 10_000  # embeddings transformed per UMAP.transform call
 SPECTRAL_MIN = 50  # below this many points spectral init is unstable: use random init
@@ -25,15 +26,31 @@ TRUST_SAMPLE = 1_000  # fit points used for the trustworthiness score (O(n^2))
 Batches = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]  # yields (row positions, embeddings)
 
 
-def make_umap(n_points: int, n_neighbors: int, min_dist: float, seed: int):
-    """GPU UMAP (cuml) when installed, else umap-learn; seeded, neighbours capped by the point count."""
-    try:
-        from cuml.manifold import UMAP
-    except ImportError:
+def make_umap(n_points: int, n_neighbors: int, min_dist: float, seed: int, *, backend: str = "umap-learn",
+              parallel: bool = False):
+    """An unfitted 2-D UMAP of `backend`, neighbours capped by the point count.
+
+    parallel=False seeds it (random_state=seed): the same coordinates every run, but umap-learn then
+    optimises on one thread. parallel=True drops the seed (umap-learn: n_jobs=-1, every core), so
+    coordinates and trustworthiness vary slightly between runs. cuML is never picked silently: a
+    `backend: cuml` that cannot be imported is an error, so a layout never depends on what happens to be installed.
+    """
+    if backend == "cuml":
+        try:
+            from cuml.manifold import UMAP
+        except ImportError as err:
+            raise UserError(f"map.backend: cuml needs RAPIDS cuML on a machine with an NVIDIA GPU "
+                            f"(`pip install cuml-cu12`; it could not be imported: {err}); "
+                            "or set map.backend: umap-learn") from err
+        extra = {}  # cuML parallelises on the GPU; it has no n_jobs
+    elif backend == "umap-learn":
         from umap import UMAP
+        extra = {"n_jobs": -1 if parallel else 1}  # seeded, umap-learn forces 1 anyway (with a warning)
+    else:
+        raise ValueError(f"map.backend must be 'umap-learn' or 'cuml', not {backend!r}")
     init = "spectral" if n_points >= SPECTRAL_MIN else "random"
     return UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, n_points - 1)), min_dist=min_dist,
-                init=init, random_state=seed)
+                init=init, random_state=None if parallel else seed, **extra)
 
 
 def fit_positions(n: int, fit_sample: int, seed: int) -> np.ndarray:
@@ -44,8 +61,11 @@ def fit_positions(n: int, fit_sample: int, seed: int) -> np.ndarray:
 
 
 def layout(batches: Batches, n: int, *, n_neighbors: int, min_dist: float, fit_sample: int, seed: int,
-           desc: str = "umap") -> tuple[np.ndarray, dict]:
-    """2-D coordinates [n, 2] for rows 0..n-1 of `batches()` (called once or twice) and fit statistics."""
+           backend: str = "umap-learn", parallel: bool = False, desc: str = "umap") -> tuple[np.ndarray, dict]:
+    """2-D coordinates [n, 2] for rows 0..n-1 of `batches()` (called once or twice) and fit statistics.
+
+    The fit sample and the trustworthiness rows are always drawn with `seed`; only a `parallel` UMAP varies.
+    """
     fit_pos = fit_positions(n, fit_sample, seed)
     in_fit = np.zeros(n, dtype=bool)
     in_fit[fit_pos] = True
@@ -60,18 +80,16 @@ def layout(batches: Batches, n: int, *, n_neighbors: int, min_dist: float, fit_s
     if not seen.all():
         raise ValueError(f"{desc}: {n - int(seen.sum())} of {n} predicted images have no embedding")
     coords = np.zeros((n, 2), dtype=np.float32)
-    model = make_umap(n, n_neighbors, min_dist, seed)
-    with warnings.catch_warnings():  # umap-learn warns that a random_state forces single-threaded layout
-        warnings.filterwarnings("ignore", message=".*random_state.*", category=UserWarning)
-        coords[fit_pos] = model.fit_transform(fit_X)
-        if len(fit_pos) < n:
-            with tqdm(total=n - len(fit_pos), desc=f"{desc} transform", unit="img", dynamic_ncols=True) as bar:
-                for pos, X in batches():
-                    rest = np.flatnonzero(~in_fit[pos])
-                    for start in range(0, len(rest), TRANSFORM_CHUNK):
-                        idx = rest[start:start + TRANSFORM_CHUNK]
-                        coords[pos[idx]] = model.transform(X[idx])
-                        bar.update(len(idx))
+    model = make_umap(n, n_neighbors, min_dist, seed, backend=backend, parallel=parallel)
+    coords[fit_pos] = model.fit_transform(fit_X)
+    if len(fit_pos) < n:
+        with tqdm(total=n - len(fit_pos), desc=f"{desc} transform", unit="img", dynamic_ncols=True) as bar:
+            for pos, X in batches():
+                rest = np.flatnonzero(~in_fit[pos])
+                for start in range(0, len(rest), TRANSFORM_CHUNK):
+                    idx = rest[start:start + TRANSFORM_CHUNK]
+                    coords[pos[idx]] = model.transform(X[idx])
+                    bar.update(len(idx))
     rows = np.sort(np.random.default_rng(seed).permutation(len(fit_pos))[:TRUST_SAMPLE])  # rows of fit_X
     k = min(10, (len(rows) - 1) // 2)
     trust = float(trustworthiness(fit_X[rows], coords[fit_pos[rows]], n_neighbors=k))

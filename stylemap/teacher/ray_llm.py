@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import cluster
+from stylemap import cluster, shards
 from stylemap.labels.taxonomy import Taxonomy
 from stylemap.params import Params, Teacher
 from stylemap.teacher import tasks
@@ -122,26 +122,28 @@ def results(frame: pd.DataFrame) -> list[dict]:
             for text, finish, error, err in zip(frame["text"], frame["finish_reason"], frame["error"], failed)]
 
 
-def describe_shards(files: list[Path], out_dir: Path, p: Params, **args) -> dict:
-    """describe (backend vlm) on Ray: images decoded and requests built in CPU tasks, analysed by the VLM."""
+def describe_shards(jobs: list[shards.Job], p: Params, **args) -> dict:
+    """describe (backend vlm) on Ray, every source through one set of engines: images decoded and requests built
+    in CPU tasks, analysed by the VLM. Returns each source's shard stats."""
     sampling = tasks.describe_sampling(p)
     engines = processor(p.describe, describe_engine(p), sampling, chat=True, vision=True)
     version = vllm_version()
     return cluster.map_shards_ray(
-        files, out_dir, lambda ds: engines(ds.map_batches(_prepare(lambda df: tasks.describe_requests(df, p)),
+        jobs, lambda ds: engines(ds.map_batches(_prepare(lambda df: tasks.describe_requests(df, p)),
                                                           batch_format="pandas", **_task_cpus())),
         lambda frame: tasks.describe_frame(frame, results(frame), p, version),
         columns=["image_id", "prompt", "image_bytes"], **args)
 
 
-def label_shards(files: list[Path], out_dir: Path, p: Params, model: str | Path, taxonomy: Taxonomy, fewshot: Path,
+def label_shards(jobs: list[shards.Job], p: Params, model: str | Path, taxonomy: Taxonomy, fewshot: Path,
                  **args) -> dict:
-    """label's LLM on Ray: the few-shot prompt (completion or chat turns), constrained to the style schema."""
+    """label's LLM on Ray, every source through one set of engines: the few-shot prompt (completion or chat
+    turns), constrained to the style schema. Returns each source's shard stats."""
     sampling = tasks.label_sampling(p)
     engines = processor(p.label, label_engine(p, model), sampling, chat=p.label.prompt == "chat", vision=False)
     version = vllm_version()
     return cluster.map_shards_ray(
-        files, out_dir, lambda ds: engines(ds.map_batches(_prepare(lambda df: tasks.label_requests(df, p, fewshot)),
+        jobs, lambda ds: engines(ds.map_batches(_prepare(lambda df: tasks.label_requests(df, p, fewshot)),
                                                           batch_format="pandas", **_task_cpus())),
         lambda frame: tasks.label_frame(frame, results(frame), p, taxonomy, fewshot, version),
         columns=["image_id", "description", "status"], **args)

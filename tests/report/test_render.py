@@ -4,6 +4,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from stages import map as map_stage
 from stages import predict
+from stylemap.entry import UserError
 from stylemap.files import write_atomic
 from stylemap.report import explorer
 from stylemap.report import layout as layouts
@@ -39,7 +43,7 @@ def chunked(X: np.ndarray, size: int):
 
 def test_layout_fit_sample_plus_transform_is_deterministic_and_keeps_clusters():
     X, labels = clusters(300)
-    kwargs = dict(n_neighbors=10, min_dist=0.1, fit_sample=120, seed=3)
+    kwargs = dict(n_neighbors=10, min_dist=0.1, fit_sample=120, seed=3, backend="umap-learn", parallel=False)
     coords, stats = layouts.layout(chunked(X, 70), len(X), **kwargs)
     assert coords.shape == (300, 2) and np.isfinite(coords).all()
     assert (stats["fit"], stats["transformed"]) == (120, 180)
@@ -51,6 +55,64 @@ def test_layout_fit_sample_plus_transform_is_deterministic_and_keeps_clusters():
     assert (knn.predict(coords[rest]) == labels[rest]).mean() > 0.95
     again, _ = layouts.layout(chunked(X, 70), len(X), **kwargs)
     np.testing.assert_array_equal(coords, again)
+
+
+@pytest.mark.parametrize("n, fit_sample", [(300, 120), (5, 60)])  # fit + transform; tiny: random init, 4 neighbours
+def test_parallel_layout_is_finite_with_the_right_shape(n, fit_sample):
+    X, _ = clusters(n)
+    coords, stats = layouts.layout(chunked(X, 70), n, n_neighbors=10, min_dist=0.1, fit_sample=fit_sample, seed=3,
+                                   backend="umap-learn", parallel=True)
+    assert coords.shape == (n, 2) and np.isfinite(coords).all() and np.isfinite(stats["trustworthiness"])
+    assert stats["fit"] == min(n, fit_sample)
+
+
+@pytest.mark.parametrize("parallel, n_jobs, random_state", [(True, -1, None), (False, 1, 7)])
+def test_umap_learn_is_unseeded_on_all_cores_only_when_parallel(parallel, n_jobs, random_state):
+    from umap import UMAP
+
+    model = layouts.make_umap(200, 15, 0.1, 7, backend="umap-learn", parallel=parallel)
+    assert type(model) is UMAP
+    assert (model.n_jobs, model.random_state, model.n_neighbors, model.init) == (n_jobs, random_state, 15, "spectral")
+    tiny = layouts.make_umap(5, 15, 0.1, 7, backend="umap-learn", parallel=parallel)
+    assert (tiny.n_neighbors, tiny.init) == (4, "random")  # below SPECTRAL_MIN, neighbours capped at n - 1
+
+
+def fake_cuml(monkeypatch):
+    """An importable stand-in for `cuml.manifold` whose UMAP records its keyword arguments."""
+    class UMAP:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+    cuml, manifold = types.ModuleType("cuml"), types.ModuleType("cuml.manifold")
+    manifold.UMAP, cuml.manifold = UMAP, manifold
+    monkeypatch.setitem(sys.modules, "cuml", cuml)
+    monkeypatch.setitem(sys.modules, "cuml.manifold", manifold)
+    return UMAP
+
+
+def test_umap_learn_never_switches_to_cuml(monkeypatch):
+    from umap import UMAP
+
+    fake_cuml(monkeypatch)
+    assert type(layouts.make_umap(200, 15, 0.1, 7, backend="umap-learn")) is UMAP
+
+
+@pytest.mark.parametrize("parallel, random_state", [(True, None), (False, 7)])
+def test_cuml_backend_uses_cuml(monkeypatch, parallel, random_state):
+    fake = fake_cuml(monkeypatch)
+    model = layouts.make_umap(200, 15, 0.1, 7, backend="cuml", parallel=parallel)
+    assert type(model) is fake
+    assert model.kwargs == {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1, "init": "spectral",
+                            "random_state": random_state}
+
+
+def test_cuml_backend_without_cuml_names_the_param_and_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cuml", None)  # import fails even where cuML is installed
+    monkeypatch.setitem(sys.modules, "cuml.manifold", None)
+    with pytest.raises(UserError, match=r"map\.backend: cuml .*pip install cuml-cu12.*map\.backend: umap-learn"):
+        layouts.make_umap(200, 15, 0.1, 7, backend="cuml")
+    X, _ = clusters(40)
+    with pytest.raises(UserError, match=r"map\.backend: cuml"):
+        layouts.layout(chunked(X, 16), 40, n_neighbors=5, min_dist=0.1, fit_sample=20, seed=0, backend="cuml")
 
 
 def test_layout_names_missing_embeddings():
@@ -107,11 +169,12 @@ def test_explorer_without_its_bundle_says_how_to_build_it(tmp_path, monkeypatch)
         explorer.write_explorer(tmp_path / "p", pd.DataFrame(), pd.DataFrame(), CLASSES, "p")
 
 
-def write_project_params(root: Path, n_neighbors=5, fit_sample=60):
+def write_project_params(root: Path, n_neighbors=5, fit_sample=60, backend="umap-learn", parallel=False):
     sources = {"demo": {"kind": "local", "path": "data/demo"}, "tiny": {"kind": "local", "path": "data/tiny"},
                "horde": {"kind": "local", "path": "../absent", "optional": True}}
     return write_params(root, replace={"sources": sources, "platforms": ["demo", "tiny", "horde"],
-                                       "map": {"n_neighbors": n_neighbors, "min_dist": 0.1, "fit_sample": fit_sample}})
+                                       "map": {"n_neighbors": n_neighbors, "min_dist": 0.1, "fit_sample": fit_sample,
+                                               "backend": backend, "parallel": parallel}})
 
 
 def build_project(root: Path, n: int = 150) -> None:
@@ -183,3 +246,23 @@ def test_rerun_gives_identical_coordinates(mapped):
     root, metrics, first = mapped
     assert map_stage.main(root) == metrics
     pd.testing.assert_frame_equal(pd.read_parquet(root / "data/map/demo.parquet"), first)
+
+
+def test_map_stage_passes_backend_and_parallel_through(mapped, tmp_path, monkeypatch):
+    root = tmp_path / "project"
+    shutil.copytree(mapped[0], root)
+    write_project_params(root, parallel=True)
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return layouts.layout(*args, **kwargs)
+    monkeypatch.setattr(map_stage, "layout", spy)
+    metrics = map_stage.main(root)
+    assert [(c["backend"], c["parallel"]) for c in calls] == [("umap-learn", True)]  # demo; tiny is too small
+    assert np.isfinite(pd.read_parquet(root / "data/map/demo.parquet")[["x", "y"]].to_numpy()).all()
+    assert metrics["demo.fit"] == mapped[1]["demo.fit"]
+    write_project_params(root, backend="cuml")
+    monkeypatch.setitem(sys.modules, "cuml", None)
+    with pytest.raises(UserError, match=r"map\.backend: cuml"):
+        map_stage.main(root)

@@ -90,8 +90,8 @@ def test_describe_on_ray_gives_the_local_records(params, worker, tmp_path):
     local = describe_vlm(df, worker, params)
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        stats = ray_llm.describe_shards(shards.shard_files(tmp_path / "in"), tmp_path / "out", params, shard_size=3,
-                                        params={}, schema="describe")
+        job = shards.Job("t", shards.shard_files(tmp_path / "in"), tmp_path / "out", {})
+        stats = ray_llm.describe_shards([job], params, shard_size=3, schema="describe")["t"]
     finally:
         ray.shutdown()
     remote = shards.read_dir(tmp_path / "out")

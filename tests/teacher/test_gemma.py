@@ -1,19 +1,17 @@
 """The vLLM teacher with the real Gemma 3 270M: conversion fidelity and the label_llm core end to end.
 
 Needs .venv-vllm (bash .ci/setup-vllm); skips with the reason otherwise. One engine serves the module.
-The converted model comes from `dvc repro convert_llm` (data/models/gemma3-270m) when present, else the
-module converts it into a temp dir (~80 s).
+The converted model: tests/conftest.py's session fixture `gemma_dir`.
 """
 import json
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from stylemap.params import REPO as ROOT
 from stylemap.teacher.client import VLLM_PYTHON, VllmWorker
-from stylemap.testing import make_params
+from stylemap.testing import in_vllm_venv, make_params
 pytestmark = [pytest.mark.slow,  # starts a vLLM engine
               pytest.mark.skipif(not VLLM_PYTHON.exists(), reason=f"{VLLM_PYTHON} missing: run bash .ci/setup-vllm")]
 
@@ -21,7 +19,6 @@ pytestmark = [pytest.mark.slow,  # starts a vLLM engine
 # leave the GGUF's, how far apart the two candidate tokens were (log-prob under the GGUF model).
 REFERENCE = """
 import json, sys, torch
-from pathlib import Path
 from transformers import AutoModelForCausalLM
 gguf, folder, prompts, theirs = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -44,34 +41,9 @@ print(json.dumps(out))
 NEAR_TIE = 0.25  # log-prob gap (GGUF model) under which vLLM's CPU kernels were seen to pick the other token (max 0.14)
 
 
-def _venv(code: str, *args: str, timeout: int = 600) -> str:
-    done = subprocess.run([str(VLLM_PYTHON), "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
-def gguf(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("gguf")
-    return Path(_venv("import sys; from stylemap.teacher.convert import assemble_gguf; from pathlib import Path; "
-                      "print(assemble_gguf(Path(sys.argv[1])))", str(out)).strip())
-
-
-@pytest.fixture(scope="module")
-def model_dir(gguf, tmp_path_factory) -> Path:
-    committed = ROOT / "data" / "models" / "gemma3-270m"
-    if (committed / "conversion.json").exists():
-        return committed
-    out = tmp_path_factory.mktemp("hf") / "gemma3-270m"
-    _venv("import sys; from pathlib import Path; from stylemap.teacher.convert import convert; "
-          "convert(Path(sys.argv[1]), Path(sys.argv[2]))", str(gguf), str(out))
-    return out
-
-
-@pytest.fixture(scope="module")
-def params(model_dir):
-    return make_params({"label": {"model": str(model_dir), "batch_size": 4}})
+def params(gemma_dir):
+    return make_params({"label": {"model": str(gemma_dir), "batch_size": 4}})
 
 
 @pytest.fixture(scope="module")
@@ -80,23 +52,23 @@ def worker(params):
         yield w
 
 
-def test_converted_model_matches_gguf_greedy_tokens(worker, gguf, model_dir):
-    assert json.loads((model_dir / "conversion.json").read_text())["add_bos_token"] is True
+def test_converted_model_matches_gguf_greedy_tokens(worker, gemma_gguf, gemma_dir):
+    assert json.loads((gemma_dir / "conversion.json").read_text())["add_bos_token"] is True
     texts = ["The capital of France is", "An oil painting of a lighthouse in a storm, in the style of",
              "Photography tips for beginners:", "def fibonacci(n):"]
     n = 24
     ours = worker.generate([{"prompt": t} for t in texts], {"temperature": 0, "max_tokens": n})
     assert all(r["error"] is None for r in ours)
     # same prompt ids on both sides (BOS first, which the converted tokenizer must add): weights are compared
-    ids = json.loads(_venv("import json, sys; from transformers import AutoTokenizer; "
+    ids = json.loads(in_vllm_venv("import json, sys; from transformers import AutoTokenizer; "
                            "t = AutoTokenizer.from_pretrained(sys.argv[1]); "
                            "print(json.dumps([t(x).input_ids for x in json.loads(sys.argv[2])]))",
-                           str(model_dir), json.dumps(texts)))
+                           str(gemma_dir), json.dumps(texts)))
     assert all(i[0] == 2 for i in ids)  # <bos>
     vllm_ids = worker.generate([{"prompt_token_ids": i} for i in ids], {"temperature": 0, "max_tokens": n})
     theirs = [r["token_ids"] for r in vllm_ids]
     assert theirs == [r["token_ids"] for r in ours]  # text and token-id prompts agree
-    reference = json.loads(_venv(REFERENCE, str(gguf), str(model_dir), json.dumps(ids), json.dumps(theirs)))
+    reference = json.loads(in_vllm_venv(REFERENCE, str(gemma_gguf), str(gemma_dir), json.dumps(ids), json.dumps(theirs)))
     print("greedy agreement (first differing token, gap):", [(r["split"], r["gap"]) for r in reference])
     for ref in reference:
         assert ref["folder"] == ref["gguf"]  # the conversion itself is exact (same framework, same tokens)
@@ -159,9 +131,9 @@ def test_label_on_ray_gives_the_local_labels(worker, params, taxonomy, tmp_path)
     local = label_llm(df, worker, params, taxonomy, ROOT / params.label.fewshot)
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        stats = ray_llm.label_shards(shards.shard_files(tmp_path / "in"), tmp_path / "out", params, params.label.model,
-                                     taxonomy, ROOT / params.label.fewshot, shard_size=5, params={},
-                                     schema="llm_labels")
+        job = shards.Job("t", shards.shard_files(tmp_path / "in"), tmp_path / "out", {})
+        stats = ray_llm.label_shards([job], params, params.label.model, taxonomy, ROOT / params.label.fewshot,
+                                     shard_size=5, schema="llm_labels")["t"]
     finally:
         ray.shutdown()
     remote = shards.read_dir(tmp_path / "out")
@@ -177,7 +149,7 @@ def test_label_on_ray_gives_the_local_labels(worker, params, taxonomy, tmp_path)
     assert same.mean() >= 0.5, remote.loc[ok & ~same, "llm_raw"].tolist()
 
 
-def test_label_stage_killed_mid_run_resumes_without_redoing_shards(model_dir, tmp_path):
+def test_label_stage_killed_mid_run_resumes_without_redoing_shards(gemma_dir, tmp_path):
     """kill -9 the label stage while the LLM labels; the rerun keeps finished shards, one record per image."""
     import os
     import signal
@@ -188,7 +160,7 @@ def test_label_stage_killed_mid_run_resumes_without_redoing_shards(model_dir, tm
     from stylemap.files import write_atomic
     from stylemap.testing import write_params
 
-    write_params(tmp_path, {"label": {"model": str(model_dir), "shard_size": 8, "batch_size": 8, "llm_subset": 0}})
+    write_params(tmp_path, {"label": {"model": str(gemma_dir), "shard_size": 8, "batch_size": 8, "llm_subset": 0}})
     texts = [f"A {w} of a lighthouse on a cliff at dusk, seen from the sea, version {i}" for i, w in
              enumerate(["watercolor painting", "pencil sketch", "3d render", "photograph", "pixel art", "oil painting"] * 8)]
     described = pd.DataFrame({"image_id": [f"demo/{i:03d}.png" for i in range(len(texts))], "description": texts,
