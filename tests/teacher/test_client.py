@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from stylemap.teacher.client import VllmWorker, WorkerError
-from stylemap.teacher.tasks import image_data_url, parse_styles
+from stylemap.teacher.tasks import generate_all, image_data_url, parse_styles
 
 READY = 'import json, sys, time; print(json.dumps({"ready": True, "vllm_version": "stand-in"}), flush=True)\n'
 ECHO = READY + (
@@ -29,6 +29,13 @@ SLOW = READY + (
     "        time.sleep(0.3); print(json.dumps({'progress': n + 1}), flush=True)\n"
     "    print(json.dumps({'results': [{'text': 'ok', 'token_ids': [], 'finish_reason': 'stop', 'error': None}"
     " for r in reqs]}), flush=True)\n"
+)
+# each reply says which message of the session it answers and how many requests that message held
+COUNT = READY + (
+    "for k, line in enumerate(sys.stdin):\n"
+    "    reqs = json.loads(line)['requests']\n"
+    "    print(json.dumps({'results': [{'text': f'{k}:{len(reqs)}', 'token_ids': [], 'finish_reason': 'stop',"
+    " 'error': None} for r in reqs]}), flush=True)\n"
 )
 STALL = READY + "for line in sys.stdin:\n    print(json.dumps({'progress': 1}), flush=True); time.sleep(60)\n"
 
@@ -54,6 +61,16 @@ def test_the_timeout_is_flat_while_requests_keep_finishing():
     with _worker(STALL, timeout_s=0.5, retries=0) as w:
         out = w.generate([{"prompt": str(i)} for i in range(8)], {})
         assert all("timeout: no reply within 0.5 s" in r["error"] for r in out) and len(w.failures) == 1
+
+
+def test_a_shard_reaches_the_engine_as_one_list():
+    """vLLM batches a list itself (continuous batching): the whole shard goes in one message, not in fixed batches
+    waited on one after another; a request that cannot be sent is answered with its reason, unsent."""
+    requests = [{"prompt": str(i)} for i in range(39)] + ["image decode: truncated"]
+    with _worker(COUNT, timeout_s=5, retries=0) as w:
+        results = generate_all(w, requests, {})
+    assert [r["text"] for r in results[:39]] == ["0:39"] * 39
+    assert results[39] == {"text": None, "token_ids": None, "finish_reason": None, "error": "image decode: truncated"}
 
 
 def test_timeout_gives_failed_results_and_retries_on_a_fresh_worker():
