@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.slow,  # starts a vLLM engine
 # leave the GGUF's, how far apart the two candidate tokens were (log-prob under the GGUF model).
 REFERENCE = """
 import json, sys, torch
+from pathlib import Path
 from transformers import AutoModelForCausalLM
 gguf, folder, prompts, theirs = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
