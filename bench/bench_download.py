@@ -1,8 +1,8 @@
 """Sampling DiffusionDB from the Hub: range reads against whole parts, on a DiffusionDB-shaped corpus served Hub-style.
 
 Builds --parts part zips (2,000, like DiffusionDB 2M) of --per-part small PNGs each, whose rows are kept or rejected
-at known rates (stylemap.testing.ROW_MIX: half kept; prompt and NSFW filters reject the rest but 1 % undecodable
-images), serves them with stylemap.hub_server (the Hub's resolver redirecting to a CDN that answers Range
+at known rates (tests.support.fixtures.ROW_MIX: half kept; prompt and NSFW filters reject the rest but 1 % undecodable
+images), serves them with tests.support.hub_server (the Hub's resolver redirecting to a CDN that answers Range
 requests) and samples --share of the rows as kept images (sample.n), once per design, each in a child process:
 `draw: rows` reads only the drawn images by HTTP range; `draw: parts` downloads whole parts, deleting each once read.
 Per design it prints the bytes the CDN sent ÷ the bytes of the kept images (goal <= 1.5; whole parts at a 50 % keep
@@ -35,13 +35,13 @@ from huggingface_hub import hf_hub_download  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from stylemap import shards  # noqa: E402
-from stylemap.corpus.formats import open_corpus  # noqa: E402
 from stylemap.corpus.hub import LOCAL_SLACK  # noqa: E402
+from stylemap.corpus.readers import open_corpus  # noqa: E402
 from stylemap.corpus.records import image_record, table_keeps  # noqa: E402
 from stylemap.corpus.sampling import rank_rows, sample_source  # noqa: E402
-from stylemap.hub_server import HubServer  # noqa: E402
 from stylemap.params import Source  # noqa: E402
-from stylemap.testing import HORDE, draw, encode_png, horde_rows, make_params, write_diffusiondb  # noqa: E402
+from tests.support.fixtures import HORDE, draw, encode_png, horde_rows, make_params, write_diffusiondb  # noqa: E402
+from tests.support.hub_server import HubServer  # noqa: E402
 
 
 def child(spec: dict) -> None:
@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=2000)
     ap.add_argument("--per-part", type=int, default=40)
     ap.add_argument("--share", type=float, default=0.25, help="sample.n as a share of the corpus rows")
-    ap.add_argument("--workers", type=int, default=2, help="sample.workers: parts in flight")
+    ap.add_argument("--workers", type=int, default=2, help="sample.parts_in_flight: parts in flight")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -150,7 +150,7 @@ def main() -> None:
         n = int(args.share * len(meta))
         print(f"corpus: {args.parts} parts x {args.per_part} rows = {len(meta):,} rows, PNGs of {sizes.mean() / 1024:.1f} KB, "
               f"{part_bytes / 1024:.0f} KB a part, {du(tmp / 'corpus') / 2**30:.2f} GiB; built in {time.perf_counter() - start:.0f} s")
-        print(f"sample.n = {n:,} kept images ({args.share:.0%} of the rows), sample.workers = {args.workers}\n")
+        print(f"sample.n = {n:,} kept images ({args.share:.0%} of the rows), sample.parts_in_flight = {args.workers}\n")
         with HubServer(tmp / "corpus") as hub:
             designs = {"rows: ranges": run(hub, tmp, "rows", n, args.workers),
                        "parts: whole": run(hub, tmp, "parts", n, args.workers, draw="parts")}

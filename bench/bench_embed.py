@@ -38,7 +38,7 @@ from stylemap.files import write_atomic  # noqa: E402
 from stylemap.model.embedding import embed_frame  # noqa: E402
 from stylemap.model.encoders import load_encoder  # noqa: E402
 from stylemap.params import Params  # noqa: E402
-from stylemap.testing import make_params, save_random_clip, write_params  # noqa: E402
+from tests.support.fixtures import make_params, save_random_clip, write_params  # noqa: E402
 
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket"]
 

@@ -24,11 +24,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import pandas as pd  # noqa: E402
 
 from stylemap.corpus import demo  # noqa: E402
-from stylemap.corpus.formats import open_corpus  # noqa: E402
+from stylemap.corpus.readers import open_corpus  # noqa: E402
 from stylemap.corpus.repackage import to_webdataset  # noqa: E402
 from stylemap.corpus.sampling import sample_source  # noqa: E402
 from stylemap.params import Source  # noqa: E402
-from stylemap.testing import HORDE, horde_rows, make_params, write_journeydb  # noqa: E402
+from tests.support.fixtures import HORDE, horde_rows, make_params, write_journeydb  # noqa: E402
 
 CAP = 1 << 26
 

@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from stylemap.labels.taxonomy import load_taxonomy  # noqa: E402
 from stylemap.paths import Project  # noqa: E402
-from stylemap.params import load  # noqa: E402
+from stylemap.profile import load  # noqa: E402
 from stylemap.teacher.client import VLLM_PYTHON, VllmWorker  # noqa: E402
 from stylemap.teacher.tasks import describe_vlm, label_llm  # noqa: E402
-from stylemap.testing import HORDE, make_params  # noqa: E402
+from tests.support.fixtures import HORDE, make_params  # noqa: E402
 
 HORDE_METADATA = HORDE / "metadata.parquet"
-TINY_VLM = "stylemap/teacher/tiny_vlm.py"  # run in .venv-vllm (not imported): builds a random Qwen2.5-VL offline
+TINY_VLM = "tests/support/tiny_vlm.py"  # run in .venv-vllm (not imported): builds a random Qwen2.5-VL offline
 
 
 def descriptions(n: int) -> pd.DataFrame:

@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_embed import BENCH_SOURCE, machine, make_corpus  # noqa: E402
 from stylemap import paths, shards  # noqa: E402
+from stylemap.model import ray_embed  # noqa: E402
 from stylemap.model.embedding import embed_frame, original_rows  # noqa: E402
 from stylemap.model.encoders import load_encoder  # noqa: E402
-from stylemap.model import ray_embed  # noqa: E402
-from stylemap.testing import make_params, save_random_clip  # noqa: E402
+from tests.support.fixtures import make_params, save_random_clip  # noqa: E402
 
 
 def run(root: Path, p, engine: str) -> float:

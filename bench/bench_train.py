@@ -24,7 +24,7 @@ from stylemap.corpus.images import decode_rgb  # noqa: E402
 from stylemap.model.embedding import embed_images  # noqa: E402
 from stylemap.model.encoders import build_encoder  # noqa: E402
 from stylemap.model.probe import fit_probe  # noqa: E402
-from stylemap.testing import STYLES, draw, encode_png, make_params, save_random_clip  # noqa: E402
+from tests.support.fixtures import STYLES, draw, encode_png, make_params, save_random_clip  # noqa: E402
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def synthetic_chunk(start: int, stop: int, dim: int, seed: int, n_styles: int = 
 
 def one(n: int, dim: int) -> dict:
     """Time one layout of n streamed points in this process; memory is this process's peak RSS."""
-    from stylemap.params import load  # imported here: the parent process stays small
+    from stylemap.profile import load  # imported here: the parent process stays small
     from stylemap.report.layout import TRANSFORM_CHUNK, layout
 
     p = load(ROOT)

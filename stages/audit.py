@@ -18,11 +18,12 @@ from stylemap.files import write_json
 from stylemap.labels.agreement import gold_classes, top3_agreement
 from stylemap.labels.audit import annotations, cross_fit_probs, find_issues, labeller_quality, probe_settings
 from stylemap.labels.review import read_images, write_review
-from stylemap.model.embedding import read_training_embeddings
 from stylemap.model.probe import load_classes, load_temperature
 from stylemap.model.split import prompt_groups
-from stylemap.params import Params, for_stage
+from stylemap.model.training_set import split_with_embeddings
+from stylemap.params import Params
 from stylemap.rejects import Rejects
+from stylemap.stagespec import for_stage
 
 
 def main(root: str | Path = ".") -> dict:
@@ -32,9 +33,7 @@ def main(root: str | Path = ".") -> dict:
     card = json.loads(project.path(paths.MODEL_CARD_JSON).read_text())
     sample_dir = project.path(paths.SAMPLE, p.train_source)
     prompts = shards.read_dir(sample_dir, columns=["image_id", "prompt"])
-    embeddings = read_training_embeddings(project.path(paths.EMBED), p.train_source)
-    rows = pd.read_parquet(project.path(paths.SPLIT)).merge(prompts, on="image_id", how="left") \
-        .merge(embeddings, on=["image_id", "aug_seed"], how="left")
+    rows = split_with_embeddings(project, p.train_source).merge(prompts, on="image_id", how="left")
     tally = Rejects.from_column(_reason(rows), "")
 
     fit = rows[rows["split"].eq("train") & rows["embedding"].notna()].reset_index(drop=True)

@@ -8,7 +8,7 @@ import pandas as pd
 from stylemap import entry, paths, schemas
 from stylemap.files import write_json
 from stylemap.labels.balance import balance
-from stylemap.params import for_stage
+from stylemap.stagespec import for_stage
 
 
 def main(root: str | Path = ".") -> dict:

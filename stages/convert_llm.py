@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from stylemap import entry, paths
-from stylemap.params import for_stage
+from stylemap.stagespec import for_stage
 from stylemap.teacher.convert import MANIFEST, assemble_gguf, convert
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from stylemap import entry, paths
 from stylemap.corpus import demo
-from stylemap.params import for_stage
+from stylemap.stagespec import for_stage
 
 
 def main(root: str | Path = ".") -> dict:

@@ -1,24 +1,20 @@
 """describe: one text description per sampled image (stage one of the teacher's two-stage prompt).
 
-`describe.backend`: `prompt` lets the generation prompt stand in for the description (no model; the CPU
-profile), `vlm` has a vision-language model served by vLLM analyse each image: one engine here
-(`describe.engine: local`) or ray.data.llm replicas on a Ray cluster (`ray`). Every path writes the same
-shards through the shard runner, so a crash resumes at the first unfinished shard.
+`describe.describer`: `prompt` lets the generation prompt stand in for the description (no model; the CPU
+profile), `vlm` has a vision-language model served by vLLM analyse each image, on the executor
+`describe.executor` (local: one engine here; ray: ray.data.llm replicas on a Ray cluster). Every path writes the
+same shards through the one runner, so a crash resumes at the first unfinished shard.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 
-from stylemap import entry, paths, shards
+from stylemap import entry, paths, runner, shards
 from stylemap.files import write_json
-from stylemap.params import RUN_KNOBS, for_stage
+from stylemap.params import RUN_KNOBS
 from stylemap.rejects import Rejects
-from stylemap.teacher import ray_llm
-from stylemap.teacher.client import VllmWorker
-from stylemap.teacher.tasks import describe_by_prompt, describe_vlm
-
-PROMPT_COLUMNS = ["image_id", "prompt"]
+from stylemap.stagespec import code_fingerprint, for_stage
+from stylemap.teacher.describe import describe_work
 
 
 def main(root: str | Path = ".") -> dict:
@@ -28,19 +24,11 @@ def main(root: str | Path = ".") -> dict:
     sources = sorted(d.name for d in sample_dir.iterdir() if d.is_dir())
     shards.prune(out_dir, sources)  # persisted shards of sources no longer sampled
     identity = {**p.describe.model_dump(exclude=RUN_KNOBS), "seed": p.seed,  # what makes a shard's rows
-                "code": shards.code_fingerprint("describe", root)}
-    metrics: dict = {"backend": p.describe.backend}
-    vlm = p.describe.backend == "vlm"
-    on_ray = vlm and p.describe.engine == "ray"
-    worker = VllmWorker.for_descriptions(p) if vlm and not on_ray else nullcontext()
+                "code": code_fingerprint("describe", root)}
     jobs = [shards.Job(source, shards.shard_files(sample_dir / source), out_dir / source, identity) for source in sources]
-    args = dict(shard_size=p.describe.shard_size, schema="describe")
-    if on_ray:  # every source through one set of engines
-        stats = ray_llm.describe_shards(jobs, p, desc="describe", **args)
-    else:
-        with worker:
-            fn = (lambda df: describe_vlm(df, worker, p)) if vlm else describe_by_prompt
-            stats = shards.map_jobs(jobs, fn, desc="describe", columns=None if vlm else PROMPT_COLUMNS, **args)
+    stats = runner.run(describe_work(p.describe, p.seed), jobs, runner.executor_for(p.describe.executor, p.ray),
+                       shard_size=p.describe.shard_size)
+    metrics: dict = {"describer": p.describe.describer}
     for source in sources:
         print(f"describe {source}: {stats[source]['shards']} shards, {stats[source]['shards_resumed']} resumed "
               "from a previous run")

@@ -12,15 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import entry, paths, shards
+from stylemap import entry, paths, runner, shards
 from stylemap.files import write_json, write_text_atomic
-from stylemap.model import ray_embed
-from stylemap.model.embedding import embed_frame, original_rows, recipe_rows
+from stylemap.model.embedding import EncoderSpec, embed_work, original_rows, recipe_rows
 from stylemap.model.encoders import load_encoder
-from stylemap.params import for_stage
 from stylemap.rejects import Rejects
-
-SAMPLE_COLUMNS = ["image_id", "image_bytes"]
+from stylemap.stagespec import code_fingerprint, for_stage
 
 
 def _counts(out_dir: Path, missing: int = 0) -> Rejects:
@@ -39,7 +36,7 @@ def main(root: str | Path = ".", encoder=None) -> dict:
 
     sample_dir, embed_dir = project.path(paths.SAMPLE), project.path(paths.EMBED)
     identity = {"backend": p.embed.backend, "arch": p.embed.arch, "pretrained": p.embed.pretrained}
-    code = shards.code_fingerprint("embed", root)
+    code = code_fingerprint("embed", root)
     metrics: dict = {"backend": p.embed.backend, "arch": p.embed.arch if p.embed.backend == "open_clip" else "",
                      "dim": encoder.dim, "sources_present": 0, "sources_absent": 0}
     jobs = []
@@ -63,12 +60,11 @@ def main(root: str | Path = ".", encoder=None) -> dict:
                            {**identity, "augment": p.embed.augment.model_dump(), "recipes": recipe_key, "code": code},
                            expand=recipe_rows(wanted)))
 
-    args = dict(shard_size=p.embed.shard_size, schema="embed", columns=SAMPLE_COLUMNS, desc="embed")
+    spec = EncoderSpec(make_encoder, p.embed.batch_size, p.embed.replicas, p.embed.num_gpus, loaded=encoder)
     aug = p.embed.augment  # applied to recipe rows (aug_seed >= 0) only
-    if p.embed.engine == "ray":  # every job through one pool of encoder actors
-        stats = ray_embed.embed_shards(jobs, p.embed, make_encoder, encoder.preprocess, aug, **args)
-    else:
-        stats = shards.map_jobs(jobs, lambda df: embed_frame(df, encoder, p.embed, aug), **args)
+    stats = runner.run(embed_work(spec, encoder.preprocess, aug), jobs,
+                       runner.executor_for(p.embed.executor, p.ray, p.embed.loader_workers),
+                       shard_size=p.embed.shard_size)
     total = Rejects()
     for job in jobs:
         tally = _counts(job.out_dir, missing if job.name == paths.AUGMENTED else 0)

@@ -14,11 +14,11 @@ import pandas as pd
 
 from stylemap import entry, paths, schemas
 from stylemap.files import write_json, write_text_atomic
-from stylemap.model.embedding import read_training_embeddings
 from stylemap.model.encoders import build_encoder
 from stylemap.model.evaluation import evaluate, model_card_md, predictions_frame
 from stylemap.model.probe import load_probe
-from stylemap.params import for_stage
+from stylemap.model.training_set import split_with_embeddings
+from stylemap.stagespec import for_stage
 
 
 def main(root: str | Path = ".") -> dict:
@@ -33,10 +33,8 @@ def main(root: str | Path = ".") -> dict:
                          "rerun train")
     index = {c: i for i, c in enumerate(classes)}
 
-    split = pd.read_parquet(project.path(paths.SPLIT))
     recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "aug_seed", "styles"])
-    embeddings = read_training_embeddings(project.path(paths.EMBED), p.train_source)
-    rows = split.merge(embeddings, on=["image_id", "aug_seed"], how="left").merge(recipes, on=["image_id", "aug_seed"], how="left")
+    rows = split_with_embeddings(project, p.train_source).merge(recipes, on=["image_id", "aug_seed"], how="left")
     if rows["embedding"].isna().any():
         raise ValueError(f"evaluate: {int(rows['embedding'].isna().sum())} rows of split.parquet have no embedding; rerun train")
     val, fit = rows[rows["split"] == "val"], rows[rows["split"] == "train"]

@@ -10,17 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import entry, paths, schemas, shards
+from stylemap import entry, paths, runner, schemas, shards
 from stylemap.files import write_json
 from stylemap.labels.agreement import agreement_report, annotation_labels, gold_classes, keyword_labels
 from stylemap.labels.taxonomy import load_taxonomy
-from stylemap.params import RUN_KNOBS, for_stage
+from stylemap.params import RUN_KNOBS
 from stylemap.rejects import Rejects
-from stylemap.teacher import ray_llm
-from stylemap.teacher.client import VllmWorker
-from stylemap.teacher.tasks import label_llm
+from stylemap.stagespec import code_fingerprint, for_stage
+from stylemap.teacher.label import DESCRIPTION_COLUMNS, label_work
 
-DESCRIPTION_COLUMNS = ["image_id", "description", "status"]
 LLM_COLUMNS = [f.name for f in schemas.SCHEMAS["llm_labels"] if f.name != "image_id"]
 
 
@@ -44,7 +42,7 @@ def main(root: str | Path = ".") -> dict:
     for folder in (out_dir, out_dir / "llm", out_dir / "llm_subset"):
         shards.prune(folder, {*sources, "llm", "llm_subset"})  # sources no longer described
     files = {"taxonomy": _sha256(taxonomy_file), "fewshot": _sha256(fewshot_file),  # an edit redoes LLM shards
-             "code": shards.code_fingerprint("label", root)}
+             "code": code_fingerprint("label", root)}
     metrics: dict = {"taxonomy_version": taxonomy.version, "categories": len(taxonomy.categories)}
     if p.label.run_llm:
         run_llm(p, project, sources, taxonomy, fewshot_file, files)
@@ -70,21 +68,16 @@ def main(root: str | Path = ".") -> dict:
 
 
 def run_llm(p, project: paths.Project, sources: list[str], taxonomy, fewshot_file: Path, files: dict) -> None:
-    """The LLM labeler over every source's descriptions (or their seeded subsets): one engine (local) or one set
-    of ray.data.llm replicas (ray) for all sources."""
+    """The LLM labeler over every source's descriptions (or their seeded subsets), one runner call for all sources:
+    its engines start once."""
     describe_dir, out_dir = project.path(paths.DESCRIBE), project.path(paths.LABELS)
     model = project.model(p.label.model)
     identity = {**p.label.model_dump(exclude=RUN_KNOBS), "seed": p.seed, "files": files}
     jobs = [shards.Job(source, llm_inputs(describe_dir / source, p.label.llm_subset, p.seed,
                                           out_dir / "llm_subset" / f"{source}.parquet"), out_dir / "llm" / source, identity)
             for source in sources]
-    args = dict(shard_size=p.label.shard_size, schema="llm_labels")
-    if p.label.engine == "ray":
-        stats = ray_llm.label_shards(jobs, p, model, taxonomy, fewshot_file, desc="label llm", **args)
-    else:
-        with VllmWorker.for_labels(p, model) as worker:
-            stats = shards.map_jobs(jobs, lambda df: label_llm(df, worker, p, taxonomy, fewshot_file),
-                                    desc="label llm", columns=DESCRIPTION_COLUMNS, **args)
+    work = label_work(p.label, p.seed, model, taxonomy, fewshot_file)
+    stats = runner.run(work, jobs, runner.executor_for(p.label.executor, p.ray), shard_size=p.label.shard_size)
     for source in sources:
         print(f"label llm {source}: {stats[source]['shards']} shards, {stats[source]['shards_resumed']} resumed")
 

@@ -15,11 +15,11 @@ import pandas as pd
 from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_json
 from stylemap.model.probe import load_classes
-from stylemap.params import for_stage
 from stylemap.rejects import Rejects
 from stylemap.report.explorer import DETAIL_POINTS, draw_order, read_details, write_explorer
 from stylemap.report.layout import embedding_batches, layout
 from stylemap.report.render import scatter_png
+from stylemap.stagespec import for_stage
 
 MIN_POINTS = 3  # UMAP needs at least 2 neighbours per point; smaller platforms are counted as rejected
 
@@ -35,7 +35,7 @@ def map_platform(p, project: paths.Project, platform: str, classes: list[str]) -
         return {**metrics, **tally.report(len(pred), platform)}
     batches = embedding_batches(shards.shard_files(project.path(paths.EMBED, platform)), pd.Index(pred["image_id"]))
     coords, fit = layout(batches, len(pred), n_neighbors=p.map.n_neighbors, min_dist=p.map.min_dist,
-                         fit_sample=p.map.fit_sample, seed=p.seed, backend=p.map.backend,
+                         fit_sample=p.map.fit_sample, seed=p.seed, backend=p.map.umap,
                          parallel=p.map.parallel, desc=f"map {platform}")
     points = pred.assign(x=coords[:, 0], y=coords[:, 1])
     schemas.write("map", points[["image_id", "x", "y", "top1"]], project.path(paths.MAP, f"{platform}.parquet"))

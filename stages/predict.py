@@ -9,18 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap import entry, paths, schemas, shards
+from stylemap import entry, paths, runner, schemas, shards
 from stylemap.files import write_json
-from stylemap.model.prevalence import platform_summary, predict_platform, stack_summaries
+from stylemap.model.prevalence import ProbeSpec, platform_summary, predict_platform, stack_summaries
 from stylemap.model.probe import load_probe, load_temperature
-from stylemap.params import for_stage
+from stylemap.stagespec import for_stage
 
 
 def main(root: str | Path = ".") -> dict:
     p = for_stage("predict", root)
     project = paths.Project(root)
     W, b, classes = load_probe(project.path(paths.MODEL))
-    temperature = load_temperature(project.path(paths.MODEL))
+    probe = ProbeSpec(W, b, load_temperature(project.path(paths.MODEL)))
+    executor = runner.executor_for(p.predict.executor, p.ray)
     out_dir = project.path(paths.PREDICT)
     shutil.rmtree(out_dir, ignore_errors=True)  # no stale file of a platform that is now absent
     metrics: dict = {"platforms_present": 0, "platforms_absent": 0}
@@ -35,7 +36,7 @@ def main(root: str | Path = ".") -> dict:
             metrics[f"{platform}.absent"] = True
             continue
         out = out_dir / f"{platform}.parquet"
-        rejected = predict_platform(files, W, b, temperature, classes, out, platform, p.predict.engine)
+        rejected = predict_platform(files, probe, classes, out, platform, executor)
         pred = pd.read_parquet(out, columns=["top1", "confidence", "entropy", "ambiguity", "cross_entropy_uniform"])
         m, s, a = platform_summary(pred, rejected, classes, platform, rows_in=shards.count_rows(files))
         metrics["platforms_present"] += 1

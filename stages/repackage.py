@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from stylemap import entry, paths
-from stylemap.corpus.formats import open_corpus
-from stylemap.corpus.local import is_absent
+from stylemap.corpus.readers import open_corpus
+from stylemap.corpus.readers.local import is_absent
 from stylemap.corpus.repackage import to_webdataset
-from stylemap.params import Source, for_stage
+from stylemap.params import Source
+from stylemap.stagespec import for_stage
 
 
 def main(root: str | Path = ".") -> dict:

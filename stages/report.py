@@ -17,8 +17,8 @@ from stylemap import entry, paths
 from stylemap.files import write_text_atomic
 from stylemap.model.prevalence import platform_summary, stack_summaries
 from stylemap.model.probe import load_classes
-from stylemap.params import for_stage
 from stylemap.report.page import Inputs, report_html
+from stylemap.stagespec import for_stage
 
 
 def review_rows(review_dir: Path) -> pd.DataFrame:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
-from stylemap.corpus.formats import CorpusError
-from stylemap.corpus.local import is_absent
+from stylemap.corpus.readers.base import CorpusError
+from stylemap.corpus.readers.local import is_absent
 from stylemap.corpus.sampling import sample_source
 from stylemap.files import write_json
-from stylemap.params import for_stage
+from stylemap.stagespec import code_fingerprint, for_stage
 
 
 def main(root: str | Path = ".") -> dict:
@@ -31,7 +31,7 @@ def main(root: str | Path = ".") -> dict:
             raise CorpusError(f"train_source {name!r} is absent ({p.sources[name].path} does not exist or is empty): "
                               "nothing to train on")
     metrics: dict = {"absent_sources": absent}
-    code = shards.code_fingerprint("sample", root)
+    code = code_fingerprint("sample", root)
     rejects: list[pd.DataFrame] = []
     resolved = {name: src.model_copy(update={"path": str(project.root / src.path)}) if src.kind == "local" else src
                 for name, src in p.sources.items()}

@@ -13,11 +13,11 @@ import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_text_atomic
-from stylemap.model.embedding import read_training_embeddings
 from stylemap.model.probe import fit_probe, save_probe
-from stylemap.model.split import split_rows, training_rows
-from stylemap.params import for_stage
+from stylemap.model.split import split_rows
+from stylemap.model.training_set import recipe_rows
 from stylemap.rejects import Rejects
+from stylemap.stagespec import for_stage
 
 
 def main(root: str | Path = ".") -> dict:
@@ -27,8 +27,7 @@ def main(root: str | Path = ".") -> dict:
     project = paths.Project(root)
     recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "label", "aug_seed"])
     sample = shards.read_dir(project.path(paths.SAMPLE, p.train_source), columns=["image_id", "prompt", "phash"])
-    embeddings = read_training_embeddings(project.path(paths.EMBED), p.train_source)
-    rows, report = training_rows(recipes, sample, embeddings)
+    rows, report = recipe_rows(recipes, sample, project, p.train_source)
     split, split_report = split_rows(rows, p.train.val_fraction, p.train.dedup_hamming, p.seed)
     tally = Rejects(kept=split_report["train"] + split_report["val"])
     tally.count("missing_embedding", report.pop("rejected.missing_embedding"))

@@ -17,14 +17,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from stylemap.corpus.local import IMAGE_SUFFIXES
-from stylemap.model.embedding import embed_images
+from stylemap import runner
+from stylemap.corpus.readers.local import IMAGE_SUFFIXES
+from stylemap.model.embedding import EncoderSpec, embed_work
 from stylemap.model.encoders import build_encoder
 from stylemap.model.probe import load_probe, load_temperature, predict_proba
 
-CHUNK = 256  # files read into memory at once
-BATCH_SIZE = 32  # images per encoder call
+CHUNK = 32  # files read into memory and encoded at once
 MAX_BYTES = 64 * 2**20  # default --max-bytes
 
 
@@ -76,20 +77,22 @@ def classify(files: list[Path], model, top_k: int, max_bytes: int = MAX_BYTES) -
     results = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start:start + CHUNK]
-        items, read_errors = [], []
+        payloads, read_errors = [], []
         for f in chunk:
             try:
-                items.append((read_image_file(f, max_bytes), -1))
+                payloads.append(read_image_file(f, max_bytes))
                 read_errors.append("")
             except OSError as err:
-                items.append((b"", -1))
+                payloads.append(b"")
                 read_errors.append(f"unreadable: {err.strerror or err}")
             except ValueError as err:
-                items.append((b"", -1))
+                payloads.append(b"")
                 read_errors.append(f"refused: {err}")
-        embeddings, errors = embed_images(encoder, items, batch_size=BATCH_SIZE, workers=0)
-        for f, vector, read_error, error in zip(chunk, embeddings, read_errors, errors):
-            if vector is None:
+        rows = pd.DataFrame({"image_id": [str(f) for f in chunk], "image_bytes": payloads, "aug_seed": -1})
+        embedded = runner.apply(embed_work(EncoderSpec(lambda: encoder, CHUNK, 0, 0), encoder.preprocess, None),
+                                rows).to_pandas()  # the embed stage's own work
+        for f, vector, read_error, error in zip(chunk, embedded["embedding"], read_errors, embedded["error"]):
+            if read_error or error:
                 results.append({"path": str(f), "styles": [], "error": read_error or error})
                 continue
             probs = predict_proba(vector[None, :], weight, bias, temperature)[0]

@@ -1,15 +1,14 @@
-"""The Ray engine: a stage's heavy per-row work spread over a Ray cluster, while the stage stays DVC's.
+"""The Ray executor: a stage's work streamed through a Ray cluster, while the stage stays DVC's.
 
-The stage process is the Ray *driver*. It walks its input shards exactly as the local engine does
-(`shards.pending_shards`: same shard boundaries, fingerprint and resume), puts the shards still to do into
-Ray's object store, runs a Ray Data pipeline over them, and streams the result rows back. Each shard is
-written here, atomically, once all of its rows are back, by the same schema check as the local engine. So:
+The stage process is the Ray *driver*. Its parts (`shards.Part`: a shard's rows of the input files) are read by
+Ray Data read tasks pinned to the driver's node, so workers elsewhere never need `data/` (no shared filesystem),
+and at most `shards_in_flight` parts are read at once: the object store holds a bounded window of the input,
+in blocks of `block_rows` rows, never the whole corpus. Rows stream back to the driver, which hands each part to
+the runner once all its rows are back; so:
 
-- workers never read `data/` or write a DVC out: inputs travel through the object store (spilled to local disk
-  when it fills up) and only the driver writes, so no shared filesystem is needed;
 - a shard finished before a crash (even SIGKILL of the driver) is not redone on the rerun;
 - a worker killed mid-run costs only its in-flight blocks: Ray Data restarts the actor and retries them, and
-  the driver checks that every shard comes back with each of its rows exactly once.
+  the driver checks that every part comes back with each of its rows exactly once.
 
 `RAY_ADDRESS` names the cluster (`ray start --head` / KubeRay); unset, `ray.init` starts one on this machine.
 """
@@ -17,17 +16,16 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from tqdm import tqdm
 
-from stylemap import schemas, shards
+from stylemap.shards import Part
 
-ROW = "_row"  # a row's position among the stage's pending rows: routes streamed rows back to their shard
+ROW = "_row"  # a row's position among the stage's pending rows: routes streamed rows back to their part
+LIGHT_CPUS = 0.25  # CPU cluster: CPUs per light task or actor (reading, request building, chat template)
 
 
 class ClusterError(RuntimeError):
@@ -62,54 +60,84 @@ def replica_count(replicas: int, gpus_each: float) -> int:
     return n
 
 
-def ray_actors(n: int):
-    """A fixed pool of `n` actors for `map_batches`."""
-    return connect().data.ActorPoolStrategy(size=n)
+def task_cpus() -> dict:
+    """Ray's default of one CPU per task on a GPU cluster; a fraction beside the engines of a CPU cluster."""
+    return {} if cluster_gpus() else {"num_cpus": LIGHT_CPUS}
 
 
-def map_shards_ray(jobs: list[shards.Job], pipeline: Callable, finish: Callable[[pd.DataFrame], pd.DataFrame], *,
-                   shard_size: int, schema: str, columns: list[str] | None = None, desc: str = "shards") -> dict:
-    """`shards.map_shards` on Ray, for all of a stage's jobs at once (one pipeline, so engines start once):
-    `pipeline(dataset) -> dataset` does the per-row work on the cluster (it must keep the ROW column),
-    `finish(rows of one shard, in input order) -> shard frame` runs here. Returns each job's stats by name."""
+class Window:
+    """At most `size` parts between their read and their return to the driver: a read task enters before it reads,
+    the driver lets one more in as each part comes back (a Ray actor; Ray Data's own backpressure bounds queues by a
+    share of the whole store, not by parts)."""
+
+    def __init__(self, size: int):
+        import asyncio
+
+        self.free = asyncio.Semaphore(size)
+
+    async def enter(self) -> None:
+        await self.free.acquire()
+
+    async def leave(self) -> None:
+        self.free.release()
+
+
+def _source(parts: list[tuple[Part, int]], starts: list[int], columns: list[str] | None, block_rows: int, window):
+    """A Ray Data datasource with one read task per part: its rows, numbered from the part's start, in blocks."""
+    import ray
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
+
+    def read(part: Part, start: int):
+        ray.get(window.enter.remote())
+        frame = part.read(columns)
+        frame[ROW] = np.arange(start, start + len(frame))
+        # a block of its own buffers: a sliced table would carry the whole part's bytes into the store
+        return [pa.Table.from_pandas(frame.iloc[i:i + block_rows], preserve_index=False)
+                for i in range(0, len(frame), block_rows)]
+
+    class Parts(Datasource):
+        def estimate_inmemory_data_size(self):
+            return None
+
+        def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+            return [ReadTask(lambda part=part, start=start: read(part, start),
+                             BlockMetadata(num_rows=n, size_bytes=None, input_files=None, exec_stats=None))
+                    for (part, n), start in zip(parts, starts)]
+
+    return Parts()
+
+
+def stream(parts: list[tuple[Part, int]], columns: list[str] | None, pipeline: Callable, *, shards_in_flight: int,
+           block_rows: int, desc: str) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(index in `parts`, its rows after `pipeline`, in input order) for each (part, row count) as its last row
+    comes back; parts of no rows are not sent.
+    `pipeline(dataset) -> dataset` does the work on the cluster and must keep the ROW column."""
     ray = connect()
-    stats = {job.name: shards.new_stats(job.in_files) for job in jobs}
-    with tqdm(total=sum(s["rows_in"] for s in stats.values()), desc=desc, unit="img", dynamic_ncols=True) as bar:
-        targets, starts, refs = [], [], []
-        offset = 0
-        for job in jobs:
-            for table, target in shards.pending_shards(job.in_files, Path(job.out_dir), shard_size=shard_size,
-                                                       params=job.params, columns=columns, stats=stats[job.name],
-                                                       bar=bar):
-                if job.expand is not None:
-                    table = pa.Table.from_pandas(job.expand(table.to_pandas()), preserve_index=False)
-                if not table.num_rows:  # nothing to send: the shard is the schema's empty table, as locally
-                    schemas.write(schema, schemas.empty(schema), target)
-                    continue
-                refs.append(ray.put(table.append_column(ROW, pa.array(np.arange(offset, offset + table.num_rows)))))
-                targets.append((job.name, target, table.num_rows))
-                starts.append(offset)
-                offset += table.num_rows
-        if not refs:
-            return stats
-        received: dict[int, list[pd.DataFrame]] = defaultdict(list)
-        counts: dict[int, int] = defaultdict(int)
-        for batch in pipeline(ray.data.from_arrow_refs(refs)).iter_batches(batch_format="pandas", batch_size=None):
-            for k, rows in batch.groupby(np.searchsorted(starts, batch[ROW].to_numpy(), side="right") - 1):
-                name, target, n = targets[k]
-                received[k].append(rows)
-                counts[k] += len(rows)
-                if counts[k] < n:
-                    continue
-                frame = pd.concat(received.pop(k)).sort_values(ROW)
-                if counts[k] > n or frame[ROW].duplicated().any():
-                    raise ClusterError(f"{desc}: {name}/{target.name} came back with {counts[k]} rows for {n} "
-                                       "(duplicates)")
-                result = finish(frame.drop(columns=ROW).reset_index(drop=True))
-                schemas.write(schema, result, target)
-                stats[name]["rows_out"] += len(result)
-                bar.update(n)
-        missing = [f"{name}/{target.name}" for k, (name, target, n) in enumerate(targets) if counts[k] < n]
-        if missing:
-            raise ClusterError(f"{desc}: the Ray pipeline lost rows of {missing}")
-    return stats
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    index = [k for k, (_, n) in enumerate(parts) if n]
+    parts = [parts[k] for k in index]
+    starts = list(np.cumsum([0] + [n for _, n in parts])[:-1])
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    window = ray.remote(num_cpus=0)(Window).options(scheduling_strategy=here).remote(shards_in_flight)
+    ds = ray.data.read_datasource(_source(parts, starts, columns, block_rows, window),
+                                  concurrency=shards_in_flight, override_num_blocks=len(parts),
+                                  num_cpus=0, ray_remote_args={"scheduling_strategy": here})  # I/O, not compute
+    received: dict[int, list[pd.DataFrame]] = defaultdict(list)
+    counts: dict[int, int] = defaultdict(int)
+    for batch in pipeline(ds).iter_batches(batch_format="pandas", batch_size=None):
+        for k, rows in batch.groupby(np.searchsorted(starts, batch[ROW].to_numpy(), side="right") - 1):
+            part, n = parts[k]
+            received[k].append(rows)
+            counts[k] += len(rows)
+            if counts[k] < n:
+                continue
+            frame = pd.concat(received.pop(k)).sort_values(ROW)
+            if counts[k] > n or frame[ROW].duplicated().any():
+                raise ClusterError(f"{desc}: {part.target or k} came back with {counts[k]} rows for {n} (duplicates)")
+            window.leave.remote()
+            yield index[k], frame.drop(columns=ROW).reset_index(drop=True)
+    missing = [str(part.target or k) for k, (part, n) in enumerate(parts) if counts[k] < n]
+    if missing:
+        raise ClusterError(f"{desc}: the Ray pipeline lost rows of {missing}")

@@ -1,43 +1,28 @@
-"""Typed, validated params, and the view of them that one DVC stage may read.
+"""Typed, validated params: the schema of params.yaml and of the profiles merged over it.
 
-`load(root)` reads `params.yaml`, applies the profile's overrides (`profile: production` merges
-`stylemap/profiles/production.yaml` over it) and validates the result, so an unknown key, a wrong type
-or an impossible range fails before any work starts, with the offending key named.
-
-`for_stage(name, root)` is what stages call: it returns the same params restricted to the keys that
-stage lists under `params:` in dvc.yaml. Reading any other key raises `UndeclaredParam`, so a stage
-cannot depend on a param DVC does not track for it (the per-stage integration tests run every stage).
-
-`python -m stylemap.params [--profile production]` validates a profile without a GPU and prints the
-stages `dvc repro` would run.
+Every key is a field here, so an unknown key, a wrong type or an impossible range fails before any work
+starts, with the offending key named (profile.parse). Reading params.yaml with its profile is profile.py's;
+which of these params a stage may read is dvc.yaml's (stylemap/stagespec.py).
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import sys
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stylemap.entry import UserError
-
-REPO = Path(__file__).resolve().parents[1]
-PROFILES = Path(__file__).resolve().parent / "profiles"
-GLOBAL_KEYS = ("profile", "seed", "sources", "train_source", "platforms")  # read by several stages
+GLOBAL_KEYS = ("profile", "seed", "sources", "train_source", "platforms", "ray")  # read by several stages
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seed range
 # How a stage runs, not what it computes: changing these must not invalidate finished shards.
-RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "workers", "engine", "engine_kwargs", "num_gpus"}
-ENGINES = Literal["local", "ray"]  # a heavy stage runs in this process (local) or on a Ray cluster (ray)
+RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "loader_workers", "executor", "vllm_args", "num_gpus"}
+EXECUTORS = Literal["local", "ray"]  # a heavy stage runs in this process (local) or on a Ray cluster (ray)
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-LAYOUTS = {  # per source format, its layouts; the first is the default
+# The corpus formats, each read by stylemap/corpus/readers/<format>.py, and their layouts; the first is the default.
+LAYOUTS = {
     "diffusiondb": ["2m", "large"],  # 2M (PNG, images/) or Large (WebP, two part folders)
     "journeydb": ["train", "valid"],  # the split: data/<split>/imgs/NNN.tgz + its annotation jsonl.tgz
     "img2dataset": ["webdataset", "parquet", "files"],  # img2dataset's output_format
@@ -48,7 +33,7 @@ LAYOUTS = {  # per source format, its layouts; the first is the default
 class Source(Strict):
     kind: Literal["local", "hf"]
     path: str = Field(min_length=1)  # directory (local) or dataset repo id (hf), e.g. poloclub/diffusiondb
-    format: Literal["diffusiondb", "journeydb", "img2dataset", "folder"] = "diffusiondb"
+    format: Literal[tuple(LAYOUTS)] = "diffusiondb"  # type: ignore[valid-type]
     layout: str = ""  # a layout of the format (LAYOUTS); empty = the format's default
     syntax: Literal["plain", "midjourney"] = "plain"  # platform parameter syntax stripped from prompts
     exclude: list[str] = []  # sources whose drawn images this one never draws (a disjoint analysis sample)
@@ -106,7 +91,7 @@ class Sample(Strict):
     max_image_nsfw: float = Field(ge=0, le=2)  # DiffusionDB's image_nsfw score above this is rejected (null: kept)
     max_prompt_nsfw: float = Field(ge=0, le=2)  # DiffusionDB's prompt_nsfw score above this is rejected
     image_side: int = Field(ge=32, le=16383)  # stored images' longer side at most this (WebP's limit: 16383)
-    workers: int = Field(ge=1)  # parts in flight: reading one overlaps decoding others
+    parts_in_flight: int = Field(ge=1)  # corpus parts read at once: reading one overlaps decoding others
     shard_size: int = Field(ge=1)
 
     @model_validator(mode="after")
@@ -126,29 +111,29 @@ class Teacher(Strict):
     batch_size: int = Field(ge=1)
     retries: int = Field(ge=0)
     timeout_s: float = Field(gt=0)
-    engine: ENGINES
+    executor: EXECUTORS
     replicas: int = Field(ge=0)  # vLLM engines (ray); 0 = as many as the cluster's GPUs hold (one on CPU)
     shard_size: int = Field(ge=1)
     # further vllm.LLM arguments: gpu_memory_utilization, tensor_parallel_size (GPUs per replica), max_num_seqs,
     # mm_processor_kwargs, ...; the teacher's own keys (model, max_model_len, seed) are set above
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    vllm_args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _engine_keys(self):
-        owned = {"model", "max_model_len", "seed"} & set(self.engine_kwargs)
+        owned = {"model", "max_model_len", "seed"} & set(self.vllm_args)
         if owned:
-            raise ValueError(f"engine_kwargs sets {sorted(owned)}; set them as the teacher's own keys")
-        if self.engine == "local" and self.replicas > 1:
-            raise ValueError(f"replicas {self.replicas} needs engine: ray (engine: local runs one vLLM engine)")
+            raise ValueError(f"vllm_args sets {sorted(owned)}; set them as the teacher's own keys")
+        if self.executor == "local" and self.replicas > 1:
+            raise ValueError(f"replicas {self.replicas} needs executor: ray (executor: local runs one vLLM engine)")
         return self
 
     @property
     def gpus_per_replica(self) -> int:
-        return int(self.engine_kwargs.get("tensor_parallel_size", 1))
+        return int(self.vllm_args.get("tensor_parallel_size", 1))
 
 
 class Describe(Teacher):
-    backend: Literal["prompt", "vlm"]
+    describer: Literal["prompt", "vlm"]
     image_max_side: int = Field(ge=32)
 
 
@@ -199,8 +184,8 @@ class Embed(Strict):
     arch: str
     pretrained: str
     batch_size: int = Field(ge=1)
-    workers: int = Field(ge=0)  # local: DataLoader decode workers
-    engine: ENGINES
+    loader_workers: int = Field(ge=0)  # local: DataLoader workers decoding ahead of the encoder
+    executor: EXECUTORS
     replicas: int = Field(ge=0)  # ray: encoder actors; 0 = one per GPU of the cluster (one on CPU)
     num_gpus: float = Field(ge=0)  # ray: GPUs per encoder actor (0 on a CPU cluster)
     shard_size: int = Field(ge=1)
@@ -223,7 +208,7 @@ class Evaluate(Strict):
 
 
 class Predict(Strict):
-    engine: ENGINES
+    executor: EXECUTORS
 
 
 class Audit(Strict):
@@ -257,8 +242,17 @@ class Map(Strict):
     n_neighbors: int = Field(ge=2)
     min_dist: float = Field(ge=0)
     fit_sample: int = Field(ge=10)
-    backend: Literal["umap-learn", "cuml"]  # cuml (GPU) is never picked silently: not importable = an error
+    umap: Literal["umap-learn", "cuml"]  # cuml (GPU) is never picked silently: not importable = an error
     parallel: bool  # false: seeded, reproducible, one thread; true: unseeded, all cores, varies run to run
+
+
+class Ray(Strict):
+    """How the Ray executor streams a stage's input through the object store (README "Ray")."""
+
+    # parts between their read and their return at once; the store then holds <= 2 x this x shard bytes. At 1,
+    # Ray Data's read operator stalls (tests/test_streaming.py): one part is read while another is worked on
+    shards_in_flight: int = Field(ge=2)
+    block_rows: int = Field(ge=1)  # rows per Ray Data block
 
 
 class Params(Strict):
@@ -280,6 +274,7 @@ class Params(Strict):
     audit: Audit
     quantify: Quantify
     map: Map
+    ray: Ray
 
     @model_validator(mode="after")
     def _sources_known(self):
@@ -293,137 +288,3 @@ class Params(Strict):
                     raise ValueError(f"sources.{name}.exclude: {other!r} must be a source listed before {name!r} "
                                      "(its draw is made first)")
         return self
-
-
-class ParamsError(UserError):
-    """params file is invalid; the message names every offending key."""
-
-
-class UndeclaredParam(AttributeError):
-    """A stage read a param that its dvc.yaml entry does not list (DVC would not re-run it on a change)."""
-
-
-def merge(base: dict, override: dict) -> dict:
-    """`override` deep-merged into a copy of `base`: mappings merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def parse(raw: dict, origin: str = "params") -> Params:
-    """Validate a params mapping; YAML numbers like `1` are accepted where floats are expected."""
-    try:
-        return Params.model_validate(raw, strict=False)
-    except ValidationError as err:
-        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-        raise ParamsError(f"{origin} is invalid:\n" + "\n".join(lines)) from None
-
-
-def _read_yaml(path: Path) -> dict:
-    raw = yaml.safe_load(path.read_text())
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path} must hold a mapping, got {type(raw).__name__}")
-    return raw
-
-
-def resolve(raw: dict, origin: str = "params.yaml") -> dict:
-    """The effective mapping: `raw` with its profile's overrides applied (the cpu profile has none)."""
-    profile = raw.get("profile", "cpu")
-    if profile == "cpu":
-        return raw
-    overrides = PROFILES / f"{profile}.yaml"
-    if not overrides.exists():
-        known = ["cpu", *sorted(p.stem for p in PROFILES.glob("*.yaml"))]
-        raise ParamsError(f"{origin}: profile {profile!r} is unknown; known: {known}")
-    profile_raw = _read_yaml(overrides)
-    merged = merge(raw, profile_raw)
-    if "sources" in profile_raw:  # a profile names its own corpora: the CPU profile's demo ones do not carry over
-        merged["sources"] = profile_raw["sources"]
-    return merged
-
-
-def load(root: str | Path = ".", profile: str | None = None) -> Params:
-    """Validated params of the project at `root`; `profile` overrides the file's `profile` key."""
-    path = Path(root) / "params.yaml"
-    raw = _read_yaml(path)
-    if profile is not None:
-        raw = {**raw, "profile": profile}
-    return parse(resolve(raw, str(path)), f"{path} (profile {raw.get('profile', 'cpu')})")
-
-
-def dvc_stages(root: str | Path = ".") -> dict:
-    """The `stages` of dvc.yaml: the project's, else the repository's (a test project has none of its own)."""
-    path = Path(root) / "dvc.yaml"
-    return yaml.safe_load((path if path.exists() else REPO / "dvc.yaml").read_text())["stages"]
-
-
-def stage_spec(stage: str, root: str | Path = ".") -> dict:
-    """A stage's entry in dvc.yaml."""
-    stages = dvc_stages(root)
-    if stage not in stages:
-        raise KeyError(f"dvc.yaml has no stage {stage!r}")
-    return stages[stage]
-
-
-def declared_tree(declared: list[str]) -> dict:
-    """["seed", "embed.backend"] -> {"seed": True, "embed": {"backend": True}} (True = the whole subtree)."""
-    tree: dict = {}
-    for key in declared:
-        *path, last = key.split(".")
-        node = tree
-        for part in path:
-            node = node.setdefault(part, {})
-            if node is True:
-                break
-        else:
-            node[last] = True
-    return tree
-
-
-class Scoped:
-    """Read-only view of params that lets a stage read only what dvc.yaml declares for it."""
-
-    def __init__(self, value: Any, allowed: dict, stage: str, prefix: str = ""):
-        self._value, self._allowed, self._stage, self._prefix = value, allowed, stage, prefix
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name not in self._allowed:
-            raise UndeclaredParam(f"stage {self._stage!r} reads param '{self._prefix}{name}', which its dvc.yaml "
-                                  "entry does not list under `params:`")
-        value = getattr(self._value, name)
-        sub = self._allowed[name]
-        return value if sub is True else Scoped(value, sub, self._stage, f"{self._prefix}{name}.")
-
-
-def for_stage(stage: str, root: str | Path = ".") -> Params:
-    """The project's params as `stage` may read them (see module docstring)."""
-    declared = [k if isinstance(k, str) else next(iter(k)) for k in stage_spec(stage, root).get("params", [])]
-    return Scoped(load(root), declared_tree(declared), stage)  # type: ignore[return-value]
-
-
-def planned_stages(root: str | Path = ".") -> list[tuple[str, str]]:
-    """(stage name, command) in file order: what `dvc repro` would run on a clean cache."""
-    return [(name, spec["cmd"]) for name, spec in dvc_stages(root).items()]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Validate a profile (no GPU needed) and list the planned stages.")
-    parser.add_argument("--root", default=".", help="project directory holding params.yaml")
-    parser.add_argument("--profile", help="validate this profile instead of the one params.yaml names")
-    args = parser.parse_args(argv)
-    try:
-        params = load(args.root, args.profile)
-    except ParamsError as err:
-        print(err, file=sys.stderr)
-        return 1
-    print(f"{Path(args.root) / 'params.yaml'}: valid ({params.profile} profile)")
-    for name, cmd in planned_stages(args.root):
-        print(f"  {name:12s} {cmd}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

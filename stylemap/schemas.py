@@ -1,8 +1,10 @@
-"""The parquet contracts between stages: one pyarrow schema per output, checked on every write.
+"""The contracts between stages: one pyarrow schema per parquet output, checked on every write, and the
+columns of each CSV plot that a later stage (report) reads.
 
 `write(name, frame, path)` converts a DataFrame (or Table) to exactly the schema `SCHEMAS[name]` and writes
 it atomically; a missing or extra column, a value of the wrong type or a null in a required column is a
-`SchemaError` naming the output and the column, before anything reaches disk.
+`SchemaError` naming the output and the column, before anything reaches disk. `write_csv(name, frames, path)`
+writes a plot with exactly the columns `CSV_COLUMNS[name]`.
 """
 from __future__ import annotations
 
@@ -85,6 +87,16 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+CSV_COLUMNS: dict[str, list[str]] = {  # quantify's plots, read by report
+    "prevalence": ["platform", "method", "default", "style", "share", "lo", "hi", "confidence"],
+    "prevalence_differences": ["platform_a", "platform_b", "style", "difference", "lo", "hi", "significant",
+                               "confidence"],
+    "trends": ["platform", "month", "style", "share", "images"],
+    "shift": ["platform", "mmd2", "threshold", "baseline_mmd2", "null_mmd2", "shifted", "rows_in", "rows_augmented",
+              "rows_training_image", "rows_eligible", "rows_picked", "rows_no_embedding", "rows_used"],
+}
+
+
 class SchemaError(ValueError):
     """A frame does not match its output's schema; the message names the output and the column."""
 
@@ -133,3 +145,13 @@ def write(name: str, frame: pd.DataFrame | pa.Table, path: str | Path) -> Path:
 def empty(name: str) -> pd.DataFrame:
     """A zero-row frame with the output's columns (for a stage that has nothing to write)."""
     return SCHEMAS[name].empty_table().to_pandas()
+
+
+def write_csv(name: str, frames: list[pd.DataFrame], path: str | Path) -> None:
+    """`frames` stacked, as the columns `CSV_COLUMNS[name]` in that order (no row: the header alone), floats
+    at 6 decimals; rows missing one of them are a `SchemaError`."""
+    columns = CSV_COLUMNS[name]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(frame) and (missing := [c for c in columns if c not in frame.columns]):
+        raise SchemaError(f"{name}.csv: missing column(s) {missing}")
+    frame.reindex(columns=columns).to_csv(path, index=False, float_format="%.6f")

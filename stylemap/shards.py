@@ -1,11 +1,10 @@
-"""One shard runner for every long stage: streaming, atomic, resumable.
+"""Stage outputs as parquet shards: reading a job's input shard by shard, resuming, pruning.
 
-A stage says *what* to compute for a batch of rows (a pure function DataFrame -> DataFrame);
-this module decides *how*: it streams the input parquet shards in fixed-size batches (never
-the whole corpus in memory), writes output shard i atomically (tmp file + rename), and on a
-rerun skips shards that already exist. A fingerprint file (`_run.json`: params + input
-listing) guards against resuming with different inputs: on mismatch the directory is cleared.
-DVC stages that use it declare their outs `persist: true`, so a crash keeps finished shards.
+A heavy stage's output directory holds `shard-i.parquet` files, each made from rows [i * shard_size,
+(i + 1) * shard_size) of its inputs (`Part`), written atomically (tmp file + rename). On a rerun, shards that
+exist are skipped. A fingerprint file (`_run.json`: params + input listing) guards against resuming with
+different inputs: on mismatch the directory is cleared. DVC stages that use it declare their outs
+`persist: true`, so a crash keeps finished shards. What runs on the rows, and where, is stylemap/runner.py's.
 """
 from __future__ import annotations
 
@@ -19,9 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from stylemap import schemas
 from stylemap.files import write_text_atomic
 
 FINGERPRINT = "_run.json"
@@ -67,21 +64,6 @@ def prune(out_dir: Path, keep) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def code_fingerprint(stage: str, root: str | Path = ".") -> str:
-    """Hash of the code a stage runs (its dvc.yaml deps under stages/ and stylemap/): persisted shards made by
-    other code are not resumed, because DVC re-runs the stage on a code change and trusts what it finds."""
-    from stylemap.params import REPO, stage_spec
-
-    h = hashlib.sha256()
-    for dep in sorted(stage_spec(stage, root).get("deps", [])):
-        if dep.split("/")[0] in ("stages", "stylemap"):
-            target = REPO / dep
-            for f in sorted(target.rglob("*")) if target.is_dir() else [target]:
-                if f.is_file() and "__pycache__" not in f.parts:
-                    h.update(f"{f.relative_to(REPO)}\n".encode() + f.read_bytes())
-    return h.hexdigest()
-
-
 def prepare_dir(out_dir: Path, fingerprint: dict) -> None:
     """Keep finished shards only if they were made from the same inputs and params."""
     marker = out_dir / FINGERPRINT
@@ -102,74 +84,95 @@ def input_fingerprint(files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def pending_shards(in_files: list[Path], out_dir: Path, *, shard_size: int, params: dict,
-                   columns: list[str] | None, stats: dict, bar: tqdm) -> Iterator[tuple[pa.Table, Path]]:
-    """(input table, target file) of every shard still to do, in order. Shards a previous run finished under the
-    same fingerprint are counted in `stats` as resumed and skipped. Both engines (local threads, Ray) use this,
-    so a shard is the same rows with the same file name whichever engine made it."""
-    prepare_dir(out_dir, {"params": params, "inputs": input_fingerprint(in_files), "shard_size": shard_size})
-    for i, table in enumerate(iter_batches(in_files, shard_size, columns)):
-        stats["shards"] += 1
-        target = out_dir / f"shard-{i:05d}.parquet"
-        if target.exists():
-            stats["shards_resumed"] += 1
-            stats["rows_out"] += pq.ParquetFile(target).metadata.num_rows
-            bar.update(table.num_rows)
-            continue
-        yield table, target
+@dataclass(frozen=True)
+class Part:
+    """Rows [start, stop) of a job's input files (after the job's `expand`): one output shard's input. Both
+    executors read it with `read`, the Ray one inside a read task on the driver's node."""
+    files: tuple[Path, ...]
+    rows: tuple[int, ...]  # rows of each file
+    start: int
+    stop: int
+    expand: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    target: Path | None = None  # the shard file it becomes; None for a stage that writes its own output
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        tables, first = [], 0
+        for f, n in zip(self.files, self.rows):
+            lo, hi = max(self.start, first), min(self.stop, first + n)
+            if lo < hi:
+                tables.append(_read_rows(f, lo - first, hi - first, columns))
+            first += n
+        frame = pa.concat_tables(tables).to_pandas()
+        return frame if self.expand is None else self.expand(frame)
+
+    def nbytes(self) -> int:
+        """Its rows' uncompressed size, from the files' footers (no data read): what it takes in memory."""
+        total, first = 0, 0
+        for f, n in zip(self.files, self.rows):
+            meta = pq.ParquetFile(f).metadata
+            for g in range(meta.num_row_groups):
+                group = meta.row_group(g)
+                overlap = min(self.stop, first + group.num_rows) - max(self.start, first)
+                total += max(overlap, 0) * group.total_byte_size // max(group.num_rows, 1)
+                first += group.num_rows
+        return total
+
+    def count(self) -> int:
+        """Rows the part gives: an `expand` is applied to the image ids alone."""
+        return self.stop - self.start if self.expand is None else len(self.read(["image_id"]))
+
+
+def _read_rows(path: Path, lo: int, hi: int, columns: list[str] | None) -> pa.Table:
+    """Rows [lo, hi) of one parquet file, reading only the row groups that hold them."""
+    f = pq.ParquetFile(path)
+    groups, first, offset = [], None, 0
+    for g in range(f.metadata.num_row_groups):
+        n = f.metadata.row_group(g).num_rows
+        if offset < hi and offset + n > lo:
+            groups.append(g)
+            first = offset if first is None else first
+        offset += n
+    return f.read_row_groups(groups, columns=columns).slice(lo - first, hi - lo)
+
+
+def parts(files: list[Path], shard_size: int, expand=None, out_dir: Path | None = None) -> list[Part]:
+    """`files` cut into parts of `shard_size` rows, the last possibly shorter; part i -> out_dir/shard-i."""
+    rows = tuple(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return [Part(tuple(files), rows, start, min(start + shard_size, sum(rows)), expand,
+                 out_dir / f"shard-{start // shard_size:05d}.parquet" if out_dir else None)
+            for start in range(0, sum(rows), shard_size)]
 
 
 @dataclass(frozen=True)
 class Job:
     """One output directory of a stage (usually one source): its input shards, the params that fingerprint its
-    shards and, optionally, `expand` (input rows -> rows to process, e.g. one per augmentation recipe).
-    The Ray engine runs all of a stage's jobs through one pipeline, so its engines start once per stage."""
+    shards and, optionally, `expand` (input rows -> rows to process, e.g. one per augmentation recipe; it must
+    work on the `image_id` column alone, so that a part's row count is known before its images are read).
+    A stage runs all its jobs through one runner call, so its engines start once per stage."""
     name: str
     in_files: list[Path]
     out_dir: Path
     params: dict
     expand: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
+    def pending(self, shard_size: int, stats: dict) -> list[Part]:
+        """The parts still to do. Shards a previous run finished under the same fingerprint are counted in
+        `stats` as resumed and skipped; a shard is the same rows with the same file name whichever executor
+        made it."""
+        prepare_dir(self.out_dir, {"params": self.params, "inputs": input_fingerprint(self.in_files),
+                                   "shard_size": shard_size})
+        todo = []
+        for part in parts(self.in_files, shard_size, self.expand, self.out_dir):
+            stats["shards"] += 1
+            if part.target.exists():
+                stats["shards_resumed"] += 1
+                stats["rows_out"] += pq.ParquetFile(part.target).metadata.num_rows
+            else:
+                todo.append(part)
+        return todo
 
-def new_stats(in_files: list[Path]) -> dict:
-    return {"shards": 0, "shards_resumed": 0, "rows_in": count_rows(in_files), "rows_out": 0}
-
-
-def map_shards(
-    in_files: list[Path],
-    out_dir: str | Path,
-    fn: Callable[[pd.DataFrame], pd.DataFrame],
-    *,
-    shard_size: int,
-    params: dict,
-    schema: str,
-    columns: list[str] | None = None,
-    desc: str = "shards",
-) -> dict:
-    """Apply `fn` to every `shard_size` rows of `in_files`; output shard i -> out_dir/shard-i.parquet,
-    checked against `schemas.SCHEMAS[schema]`. One shard is in memory at a time.
-
-    Returns counts: shards total, shards skipped because a previous run finished them, rows.
-    (`stylemap.cluster.map_shards_ray` keeps the same contract with the work spread over a Ray cluster.)
-    """
-    stats = new_stats(in_files)
-    with tqdm(total=stats["rows_in"], desc=desc, unit="img", dynamic_ncols=True) as bar:
-        for table, target in pending_shards(in_files, Path(out_dir), shard_size=shard_size, params=params,
-                                            columns=columns, stats=stats, bar=bar):
-            result = fn(table.to_pandas())
-            schemas.write(schema, result, target)
-            stats["rows_out"] += len(result)
-            bar.update(table.num_rows)
-    return stats
-
-
-def map_jobs(jobs: list[Job], fn: Callable[[pd.DataFrame], pd.DataFrame], *, desc: str, **args) -> dict:
-    """`map_shards` over each job in turn (the local counterpart of `cluster.map_shards_ray`), a job's `expand`
-    applied before `fn`. Returns each job's stats by name."""
-    def job_fn(job: Job):
-        return fn if job.expand is None else (lambda df: fn(job.expand(df)))
-    return {job.name: map_shards(job.in_files, job.out_dir, job_fn(job), params=job.params, desc=f"{desc} {job.name}",
-                                 **args) for job in jobs}
+    def stats(self) -> dict:
+        return {"shards": 0, "shards_resumed": 0, "rows_in": count_rows(self.in_files), "rows_out": 0}
 
 
 def read_dir(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

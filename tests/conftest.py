@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from stylemap import testing
 from stylemap.labels.taxonomy import load_taxonomy
-from stylemap.params import REPO
+from stylemap.paths import REPO
+from tests.support import fixtures as testing
 
 
 @pytest.fixture

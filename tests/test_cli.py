@@ -11,8 +11,8 @@ import pytest
 
 from stages import embed, evaluate, train
 from stylemap import cli
-from stylemap.params import REPO
-from stylemap.testing import draw, make_project
+from stylemap.paths import REPO
+from tests.support.fixtures import draw, make_project
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from stylemap import paths
-from stylemap.params import GLOBAL_KEYS, REPO, Params
+from stylemap.params import GLOBAL_KEYS, Params
+from stylemap.paths import REPO
 from tests.code_deps import code_deps
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -35,6 +36,17 @@ def test_code_a_stage_runs_is_in_its_deps(stage):
     deps = DVC[stage].get("deps", [])
     missing = sorted(str(p) for p in code_deps(STAGE_FILES[stage]) if not _covered(p, deps))
     assert not missing, f"dvc.yaml stage {stage!r} misses deps {missing}"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_FILES))
+def test_data_deps_come_before_code_deps_and_no_code_dep_is_stale(stage):
+    """A reader sees a stage's data flow first; a code dep is a file the stage still runs (or package data)."""
+    deps = DVC[stage].get("deps", [])
+    code = [d.split("/")[0] in ("stages", "stylemap") for d in deps]
+    assert code == sorted(code), f"{stage}: data deps first, then code deps: {deps}"
+    used = {str(p) for p in code_deps(STAGE_FILES[stage])}
+    stale = [d for d, c in zip(deps, code) if c and d.endswith(".py") and d not in used]
+    assert not stale, f"dvc.yaml stage {stage!r} lists code it no longer imports: {stale}"
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_FILES))

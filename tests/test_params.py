@@ -1,11 +1,9 @@
-import subprocess
-import sys
-
 import pytest
 import yaml
 
-from stylemap.params import REPO, ParamsError, UndeclaredParam, for_stage, load, parse
-from stylemap.testing import raw_params, write_params
+from stylemap.paths import REPO
+from stylemap.profile import ParamsError, load, parse
+from tests.support.fixtures import raw_params, write_params
 
 
 def test_production_profile_holds_overrides_only_and_validates():
@@ -14,7 +12,7 @@ def test_production_profile_holds_overrides_only_and_validates():
 
     def leaves(d, prefix=""):
         for k, v in d.items():
-            if isinstance(v, dict) and k not in ("sources", "engine_kwargs"):  # mappings of free keys are values
+            if isinstance(v, dict) and k not in ("sources", "vllm_args"):  # mappings of free keys are values
                 yield from leaves(v, f"{prefix}{k}.")
             else:
                 yield f"{prefix}{k}", v
@@ -26,7 +24,7 @@ def test_production_profile_holds_overrides_only_and_validates():
     prod = load(REPO, profile="production")
     assert prod.profile == "production"
     assert (prod.embed.backend, prod.embed.arch, prod.embed.pretrained) == ("open_clip", "ViT-L-14-quickgelu", "openai")
-    assert prod.describe.backend == "vlm" and prod.label.train_labeler == "llm" and prod.sample.min_words == 15
+    assert prod.describe.describer == "vlm" and prod.label.train_labeler == "llm" and prod.sample.min_words == 15
     assert prod.sources["diffusiondb"].kind == "hf" and prod.embed.augment == load(REPO).embed.augment
     # the study's four sets, and none of the CPU profile's demo corpora (they would go through the 7B teachers)
     assert list(prod.sources) == ["diffusiondb", "diffusiondb_analysis", "playgroundai", "journeydb"]
@@ -60,35 +58,13 @@ def test_bad_params_name_the_key(edit, message):
         parse(raw)
 
 
-def test_a_stage_reads_only_what_dvc_yaml_declares(tmp_path):
-    write_params(tmp_path)
-    p = for_stage("embed", tmp_path)
-    assert p.embed.augment.rotate_limit == 15 and p.train_source == "demo"
-    with pytest.raises(UndeclaredParam, match="stage 'embed' reads param 'seed'"):
-        p.seed
-    (tmp_path / "dvc.yaml").write_text("stages:\n  x:\n    cmd: true\n    params: [embed.backend]\n")
-    q = for_stage("x", tmp_path)
-    assert q.embed.backend == "style_stats"
-    with pytest.raises(UndeclaredParam, match="reads param 'embed.arch'"):
-        q.embed.arch
-
-
-def test_validate_command_lists_planned_stages_for_production():
-    out = subprocess.run([sys.executable, "-m", "stylemap.params", "--profile", "production"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert "valid (production profile)" in out
-    planned = [line.split()[0] for line in out.splitlines()[1:]]
-    assert planned == list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
-    assert "python -m stages.embed" in out
-
-
 def test_engine_arguments_cannot_override_the_teachers_own_keys():
-    raw = raw_params({"label.engine_kwargs": {"seed": 3}})
-    with pytest.raises(ParamsError, match=r"label: Value error, engine_kwargs sets \['seed'\]"):
+    raw = raw_params({"label.vllm_args": {"seed": 3}})
+    with pytest.raises(ParamsError, match=r"label: Value error, vllm_args sets \['seed'\]"):
         parse(raw)
 
 
-def test_more_than_one_engine_replica_needs_the_ray_engine():
-    with pytest.raises(ParamsError, match=r"replicas 2 needs engine: ray"):
+def test_more_than_one_engine_replica_needs_the_ray_executor():
+    with pytest.raises(ParamsError, match=r"replicas 2 needs executor: ray"):
         parse(raw_params({"label.replicas": 2}))
-    assert parse(raw_params({"label.replicas": 2, "label.engine": "ray"})).label.replicas == 2
+    assert parse(raw_params({"label.replicas": 2, "label.executor": "ray"})).label.replicas == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stylemap.params import REPO as ROOT
+from stylemap.paths import REPO as ROOT
 from stylemap.report.explorer import BUNDLE
 
 pytestmark = pytest.mark.slow

@@ -4,12 +4,12 @@
 written into that copy's `stylemap/profiles/production.yaml` (the profile file overrides params.yaml and is a DVC
 dep). What runs is production's, except where a CPU cannot:
 
-- **sample**: both DiffusionDB sources are `kind: hf` with range reads, served by `stylemap.hub_server` (a
+- **sample**: both DiffusionDB sources are `kind: hf` with range reads, served by `tests.support.hub_server` (a
   stand-in for the Hub and its CDN on localhost, `endpoint` pointed at it) from a DiffusionDB-2M-shaped corpus
   (`testing.write_diffusiondb`: 4 parts x 24 rows, some rejectable); `diffusiondb` 20 kept images,
   `diffusiondb_analysis` 10, `exclude: [diffusiondb]`. `playgroundai` and `journeydb` stay absent (optional).
 - **describe**: `backend: vlm`, `engine: ray` (ray.data.llm on the local Ray cluster the stage starts) with the
-  tiny random Qwen2.5-VL (`stylemap/teacher/tiny_vlm.py`: production's architecture, processors and chat template),
+  tiny random Qwen2.5-VL (`tests/support/tiny_vlm.py`: production's architecture, processors and chat template),
   greedy as in production. Its text is noise, and greedy noise never ends before `max_tokens`: every row would be
   `truncated` and label would have nothing to label. So the test scales the end token's row of the tiny model's
   `lm_head` by EOS_BOOST (measured: x1.0 never ends, x1.1 and up ends after one character), and every answer is
@@ -23,9 +23,9 @@ dep). What runs is production's, except where a CPU cannot:
 - then train, evaluate, predict, audit, quantify, map, report, as in production.
 
 Two runs. The random VLM's descriptions all read alike, so their LLM labels are one style and no probe can be
-trained on them: run 1 is `dvc repro describe` with the VLM; run 2 sets `describe.backend: prompt` (the CPU
+trained on them: run 1 is `dvc repro describe` with the VLM; run 2 sets `describe.describer: prompt` (the CPU
 profile's stand-in: the generation prompt is the description) and runs `dvc repro`, so Gemma's chat-path labels
-of real prompts train the probe and everything downstream runs. `describe.backend` moves from the copy's
+of real prompts train the probe and everything downstream runs. `describe.describer` moves from the copy's
 production.yaml to its params.yaml (the merged params are the same), so run 2 re-runs describe onwards only.
 """
 from __future__ import annotations
@@ -45,11 +45,11 @@ import pytest
 import yaml
 
 from stylemap import shards
-from stylemap.hub_server import HubServer
-from stylemap.params import REPO as ROOT
-from stylemap.params import merge
+from stylemap.paths import REPO as ROOT
+from stylemap.profile import merge
 from stylemap.teacher.client import VLLM_PYTHON
-from stylemap.testing import save_random_clip, write_diffusiondb
+from tests.support.fixtures import save_random_clip, write_diffusiondb
+from tests.support.hub_server import HubServer
 from tests.test_pipeline import VENV, copy_checkout, ran, sh
 
 pytestmark = [pytest.mark.slow,
@@ -156,7 +156,7 @@ def rehearsal(tmp_path_factory, gemma_dir):
     start = time.monotonic()
     write_diffusiondb(work / "hub", parts=4, per_part=24, seed=0)
     tiny = work / "qwen2_5_vl"
-    subprocess.run([str(VLLM_PYTHON), "stylemap/teacher/tiny_vlm.py", str(tiny)], cwd=ROOT, check=True,
+    subprocess.run([str(VLLM_PYTHON), "tests/support/tiny_vlm.py", str(tiny)], cwd=ROOT, check=True,
                    capture_output=True, timeout=300)
     boost_end_token(tiny)
     chat = work / "gemma3-270m-chat"  # the converted Gemma as a chat model: its files plus Gemma 3's template
@@ -204,7 +204,7 @@ def metrics(root: Path, stage: str) -> dict:
 def test_every_stage_ran_and_counts_reconcile(rehearsal):
     repo = rehearsal.repo
     assert ran(rehearsal.logs[1]) == {"demo", "repackage", "sample", "describe"}
-    assert ran(rehearsal.logs[2]) == STAGES - {"demo", "repackage", "sample"}  # describe.backend changed
+    assert ran(rehearsal.logs[2]) == STAGES - {"demo", "repackage", "sample"}  # describe.describer changed
     assert json.loads((repo / "data/models/gemma3-270m/conversion.json").read_text())["converted"] is False
     for stage in ["sample", "describe", "label", "balance", "embed", "predict", "map"]:
         groups = in_kept_rejected(metrics(repo / "metrics", stage))

@@ -33,3 +33,15 @@ def test_a_wrong_frame_is_an_error_naming_the_column(tmp_path, frame, message):
 def test_empty_frames_keep_their_types():
     table = schemas.to_table("embed", schemas.empty("embed"))
     assert table.num_rows == 0 and table.schema.equals(schemas.SCHEMAS["embed"], check_metadata=False)
+
+
+def test_a_plot_is_written_with_its_columns_only_and_in_order(tmp_path):
+    rows = pd.DataFrame({"images": [3], "share": [1 / 3], "style": ["poster"], "month": ["2022-08"],
+                         "platform": ["demo"], "extra": [1]})
+    schemas.write_csv("trends", [rows, rows], tmp_path / "t.csv")
+    row = "demo,2022-08,poster,0.333333,3\n"
+    assert (tmp_path / "t.csv").read_text() == "platform,month,style,share,images\n" + row * 2
+    schemas.write_csv("trends", [], tmp_path / "empty.csv")
+    assert (tmp_path / "empty.csv").read_text() == "platform,month,style,share,images\n"
+    with pytest.raises(schemas.SchemaError, match=r"trends.csv: missing column\(s\) \['images'\]"):
+        schemas.write_csv("trends", [rows.drop(columns="images")], tmp_path / "bad.csv")

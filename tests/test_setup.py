@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from stylemap.params import REPO
+from stylemap.paths import REPO
 
 # exactly PyPI's build (`===`): `==2.13.0` also admits 2.13.0+cpu, whose torchvision does not load beside it
 TORCH = "torch===2.13.0 torchvision===0.28.0"

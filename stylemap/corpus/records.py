@@ -20,8 +20,8 @@ import pandas as pd
 from PIL import Image
 
 from stylemap.corpus.filters import prompt_reject
-from stylemap.corpus.formats import MemberError, Part
 from stylemap.corpus.images import DecodeError, decode_rgb
+from stylemap.corpus.readers.base import MemberError, Part
 from stylemap.corpus.syntax import SYNTAXES
 from stylemap.params import Sample
 from stylemap.rejects import Rejects

@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stylemap.corpus.formats import CorpusError, MemberError, Reader
-from stylemap.corpus.local import TABLE_FIELDS
+from stylemap.corpus.readers.base import CorpusError, MemberError, Reader
+from stylemap.corpus.readers.local import TABLE_FIELDS
 
 MTIME = 1_659_312_000  # 2022-08-01, fixed
 INDEX_DIGITS = 4  # img2dataset: oom_sample_per_shard digits of the index within a shard

@@ -5,7 +5,7 @@ in that permutation's order (`draw: parts`: a cluster sample). The sample is the
 holding n kept rows, so `in = kept + rejected` counts exactly the rows drawn, and the result does not depend on
 how the work was split. A round reads the next rows the keep rate says n needs (measured on the rows read so
 far; before any, the table's filters on the first PILOT rows) plus two standard deviations; the round that
-passes n is cut at its n-th kept row, so images read beyond it are dropped. Its parts are read `sample.workers`
+passes n is cut at its n-th kept row, so images read beyond it are dropped. Its parts are read `sample.parts_in_flight`
 at a time (reading one overlaps decoding another), each streamed into shards whose finished part leaves
 `_parts/rNN-part-NNNNNN.json`, its tally: a rerun after a crash redoes only the parts in flight.
 """
@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from stylemap import schemas, shards
-from stylemap.corpus.formats import CorpusError, Reader, open_corpus
+from stylemap.corpus.readers import open_corpus
+from stylemap.corpus.readers.base import CorpusError, Reader
 from stylemap.corpus.records import PartTally, sample_part, table_keeps
 from stylemap.files import write_text_atomic
 from stylemap.params import RUN_KNOBS, Sample, Source
@@ -84,7 +85,7 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
     rounds: list[dict[int, PartTally]] = []
     done, kept = 0, 0
     rate = (table_keeps(ranked.head(PILOT), s, src.syntax) + 1) / (min(PILOT, len(ranked)) + 2)
-    with tqdm(total=0, desc=f"sample {name}", unit="img") as bar, ThreadPoolExecutor(s.workers) as pool:
+    with tqdm(total=0, desc=f"sample {name}", unit="img") as bar, ThreadPoolExecutor(s.parts_in_flight) as pool:
         while kept < s.n and done < len(ranked):
             end = min(len(ranked), done + round_rows(s.n - kept, rate))
             if src.draw == "parts":  # whole parts: a round ends where a part does
@@ -107,7 +108,7 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
 
 def _run_round(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample, syntax: str, out: Path,
                pool: ThreadPoolExecutor, bar: tqdm) -> dict[int, PartTally]:
-    """Round r: every part holding some of `rows`, `s.workers` at a time; tallies by part id (-1: rows that
+    """Round r: every part holding some of `rows`, `s.parts_in_flight` at a time; tallies by part id (-1: rows that
     address no part, rejected from the table)."""
     tallies = {-1: PartTally()}
     addressable = rows["unaddressable"] == ""

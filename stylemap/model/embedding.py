@@ -1,12 +1,17 @@
-"""Batched, overlapped embedding of encoded images, and reading embed shards back.
+"""embed's work: decode (and augment) images, encode them with the frozen encoder, and read embed shards back.
 
-Images are decoded (and augmented) in DataLoader workers while the main process encodes the previous
-batch, so the stage runs at about the encoder's bare forward speed. An image that cannot be decoded is
-kept as a row with a null embedding and its `error`, so resumed runs still count every reject.
+The work's three steps are plain functions of rows, so the runner runs them on either executor and the CLI
+calls them directly: `decode` (CPU, per row: DataLoader workers locally, Ray tasks on a cluster), `encode` (the
+encoder, loaded once: in this process, or in each actor of a fixed pool) and `embed_table` (the shard). An image
+that cannot be decoded is kept as a row with a null embedding and its `error`, so resumed runs still count every
+reject.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,32 +19,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from stylemap import paths, schemas, shards
 from stylemap.corpus.images import DecodeError, decode_rgb
 from stylemap.model.augment import augment
-from stylemap.params import Augment, Embed
+from stylemap.params import Augment
+from stylemap.runner import Work
 
-
-class _Images(Dataset):
-    """(bytes, aug_seed) -> preprocessed input, or the reason it failed; runs inside DataLoader workers."""
-
-    def __init__(self, items: list[tuple[bytes, int]], preprocess: Callable, aug: Augment | None):
-        self.items, self.preprocess, self.aug = items, preprocess, aug
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        return i, *prepare_image(*self.items[i], self.preprocess, self.aug)
+SAMPLE_COLUMNS = ["image_id", "image_bytes"]
 
 
 def prepare_image(data: bytes, seed: int, preprocess: Callable, aug: Augment | None):
     """Encoded image -> (encoder input, "") or (None, reject reason): decode upright RGB, apply augmentation
-    recipe `seed` (>= 0), preprocess. The per-record core of both engines (DataLoader workers, Ray tasks)."""
+    recipe `seed` (>= 0), preprocess."""
     try:
         image = decode_rgb(data)
         if seed >= 0:
@@ -49,41 +42,85 @@ def prepare_image(data: bytes, seed: int, preprocess: Callable, aug: Augment | N
         return None, err.reason
 
 
-def _collate(rows):
-    ok = [r for r in rows if r[1] is not None]
-    stack = torch.stack if ok and isinstance(ok[0][1], torch.Tensor) else np.stack
-    return ([r[0] for r in ok], stack([r[1] for r in ok]) if ok else None, [(r[0], r[2]) for r in rows if r[1] is None])
+def decode(rows: pd.DataFrame, preprocess: Callable, aug: Augment | None) -> pd.DataFrame:
+    """Rows (image_id, image_bytes, aug_seed) -> (image_id, aug_seed, pixels: the encoder input as .npy bytes, or
+    empty, error). Bytes, not arrays, because a rejected row has none and Arrow wants one type per column."""
+    prepared = [prepare_image(data, int(seed), preprocess, aug) for data, seed in zip(rows["image_bytes"], rows["aug_seed"])]
+    return pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "aug_seed": rows["aug_seed"].to_numpy(),
+                         "pixels": [b"" if x is None else _to_npy(x) for x, _ in prepared],
+                         "error": [reason for _, reason in prepared]})
 
 
-def embed_images(encoder, items: list[tuple[bytes, int]], *, batch_size: int, workers: int,
-                 aug: Augment | None = None) -> tuple[list[np.ndarray | None], list[str]]:
-    """Embed encoded images (bytes, aug_seed) in order; returns (embedding or None, error) per item."""
-    loader = DataLoader(_Images(items, encoder.preprocess, aug), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_collate, pin_memory=torch.cuda.is_available())
-    embeddings: list[np.ndarray | None] = [None] * len(items)
-    errors = [""] * len(items)
-    for index, batch, failed in loader:
-        if batch is not None:
-            for i, vector in zip(index, encoder.encode(batch)):
-                embeddings[i] = vector
-        for i, reason in failed:
-            errors[i] = reason
-    return embeddings, errors
+def encode(rows: pd.DataFrame, encoder) -> pd.DataFrame:
+    """Decoded rows -> the same rows with their `embedding` (zeros for a rejected row) instead of pixels."""
+    ok = rows["error"].eq("").to_numpy()
+    vectors = np.zeros((len(rows), encoder.dim), dtype=np.float32)
+    if ok.any():
+        vectors[ok] = encoder.encode(np.stack([np.load(io.BytesIO(b)) for b in rows["pixels"][ok]]))
+    return rows.drop(columns="pixels").assign(embedding=list(vectors))
 
 
-def embed_frame(frame: pd.DataFrame, encoder, e: Embed, aug: Augment | None = None) -> pa.Table:
-    """Rows (image_id, image_bytes, aug_seed) -> embed shard (image_id, aug_seed, embedding, error)."""
-    items = list(zip(frame["image_bytes"], frame["aug_seed"].astype(int)))
-    embeddings, errors = embed_images(encoder, items, batch_size=e.batch_size, workers=e.workers, aug=aug)
-    return embed_table(frame, embeddings, errors)
-
-
-def embed_table(frame: pd.DataFrame, embeddings, errors) -> pa.Table:
-    """The embed shard: (image_id, aug_seed) of `frame`, each row's embedding (None when rejected) and error."""
+def embed_table(rows: pd.DataFrame) -> pa.Table:
+    """The embed shard: (image_id, aug_seed), each row's embedding (None when rejected) and error."""
+    ok = rows["error"].eq("").to_numpy()
     return schemas.to_table("embed", pd.DataFrame({
-        "image_id": frame["image_id"].astype(str).to_numpy(), "aug_seed": frame["aug_seed"].astype("int64").to_numpy(),
-        "embedding": [None if v is None else np.asarray(v, dtype=np.float32) for v in embeddings], "error": list(errors),
+        "image_id": rows["image_id"].astype(str).to_numpy(), "aug_seed": rows["aug_seed"].astype("int64").to_numpy(),
+        "embedding": [np.asarray(v, dtype=np.float32) if good else None for v, good in zip(rows["embedding"], ok)],
+        "error": list(rows["error"]),
     }))
+
+
+def _to_npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array, dtype=np.float32))
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The encoder as the runner's inference: `make_encoder()` builds it (in each Ray actor); `loaded`, when the
+    stage has it already, serves locally."""
+    make_encoder: Callable
+    batch_size: int  # images per forward pass
+    replicas: int  # ray: encoder actors; 0 = one per GPU (one on CPU)
+    num_gpus: float  # ray: GPUs per actor
+    loaded: object = field(default=None, compare=False)
+
+    @property
+    def rows_per_call(self) -> int:
+        return self.batch_size
+
+    @contextmanager
+    def local(self):
+        encoder = self.loaded if self.loaded is not None else self.make_encoder()
+        yield lambda rows: encode(rows, encoder)
+
+    def on_ray(self, ds):
+        from stylemap import cluster
+
+        pool = cluster.connect().data.ActorPoolStrategy(size=cluster.replica_count(self.replicas, self.num_gpus))
+        return ds.map_batches(_encoder_actor(self.make_encoder), batch_format="pandas", batch_size=self.batch_size,
+                              compute=pool, num_gpus=self.num_gpus, **cluster.task_cpus())
+
+
+def _encoder_actor(make_encoder: Callable) -> type:
+    """The actor class: loads the encoder once, then encodes each batch. A closure rather than constructor
+    arguments, which Ray would keep in the object store for restarts."""
+    class Encode:
+        def __init__(self):
+            self.encoder = make_encoder()
+
+        def __call__(self, rows: pd.DataFrame) -> pd.DataFrame:
+            return encode(rows, self.encoder)
+
+    return Encode
+
+
+def embed_work(spec: EncoderSpec, preprocess: Callable, aug: Augment | None) -> Work:
+    """embed as a runner work over sample rows; `aug` applies to rows with an aug_seed >= 0 only (the jobs'
+    `expand` gives each row its aug_seed)."""
+    return Work("embed", SAMPLE_COLUMNS, embed_table, schema="embed", prepare=lambda rows: decode(rows, preprocess, aug),
+                inference=spec)
 
 
 def original_rows(batch: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +133,7 @@ def recipe_rows(recipes: pd.DataFrame) -> Callable[[pd.DataFrame], pd.DataFrame]
     copies = recipes.loc[recipes["aug_seed"] >= 0, ["image_id", "aug_seed"]]
 
     def expand(batch: pd.DataFrame) -> pd.DataFrame:
-        return batch[["image_id", "image_bytes"]].merge(copies, on="image_id", how="inner")
+        return batch.merge(copies, on="image_id", how="inner")
 
     return expand
 

@@ -10,16 +10,20 @@ platform's size.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from stylemap import cluster, schemas, shards
+from stylemap import runner, schemas, shards
 from stylemap.model.probe import describe_probs, predict_proba
 from stylemap.rejects import Rejects
+from stylemap.runner import Executor, Work
 
 AMBIGUITY_BINS = 20  # equal-width bins of ambiguity over [0, 1] in plots/ambiguity.csv
 BATCH_ROWS = 4096  # embeddings held in memory at once
@@ -27,7 +31,7 @@ BATCH_ROWS = 4096  # embeddings held in memory at once
 def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature: float, classes: list[str],
                   seen: set[str], platform: str, probs: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions for the original images of one batch, and the rows rejected with their reason. `probs`:
-    the batch's probabilities computed elsewhere (the Ray engine, `score`), else computed here.
+    the batch's probabilities computed elsewhere (the runner, `ProbeSpec.score`), else computed here.
 
     Rejects: `augmented` (aug_seed != -1: training copies, not platform images), `embed_failed` (no
     embedding: the embed stage could not read the image), `bad_embedding` (non-finite or zero vector),
@@ -63,44 +67,46 @@ def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature
     return describe_probs(batch["image_id"].to_numpy()[keep], probs, classes), rejects
 
 
-def score(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities for every row of a batch (zeros in for rows without a usable embedding, which
-    predict_batch then rejects): the probe maths, as the Ray engine's tasks run it."""
-    vectors = np.zeros((len(batch), W.shape[1]), dtype=np.float32)
-    for i, emb in enumerate(batch["embedding"]):
-        if emb is not None and emb is not pd.NA and len(emb) == W.shape[1]:
-            vectors[i] = emb
-    return predict_proba(vectors, W, b, temperature)
+@dataclass(frozen=True)
+class ProbeSpec:
+    """The calibrated probe as the runner's inference: each row's probabilities, in a `probs` column (zeros in
+    for rows without a usable embedding, which `predict_batch` then rejects)."""
+    W: np.ndarray
+    b: np.ndarray
+    temperature: float
+    rows_per_call: ClassVar[int | None] = None
+
+    def score(self, rows: pd.DataFrame) -> pd.DataFrame:
+        vectors = np.zeros((len(rows), self.W.shape[1]), dtype=np.float32)
+        for i, emb in enumerate(rows["embedding"]):
+            if emb is not None and emb is not pd.NA and len(emb) == self.W.shape[1]:
+                vectors[i] = emb
+        return rows.assign(probs=list(predict_proba(vectors, self.W, self.b, self.temperature)))
+
+    @contextmanager
+    def local(self):
+        yield self.score
+
+    def on_ray(self, ds):
+        return ds.map_batches(self.score, batch_format="pandas", batch_size=None)
 
 
-def scored_on_ray(tables, W: np.ndarray, b: np.ndarray, temperature: float):
-    """(batch, probabilities) pairs in input order, the probe applied by Ray tasks on the cluster."""
-    ray = cluster.connect()
-    refs = [ray.put(t) for t in tables]
-    if not refs:
-        return
-    ds = ray.data.from_arrow_refs(refs).map_batches(
-        lambda df: df.assign(probs=list(score(df, W, b, temperature))), batch_format="pandas", batch_size=None)
-    ds.context.execution_options.preserve_order = True  # the predictions file keeps the local engine's order
-    for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
-        yield batch.drop(columns="probs"), np.stack(batch["probs"].to_numpy())
-
-
-def predict_platform(files: list[Path], W: np.ndarray, b: np.ndarray, temperature: float, classes: list[str],
-                     out_path: Path, platform: str, engine: str = "local") -> pd.DataFrame:
-    """Stream a platform's embed shards into out_path (atomically); returns the rejects. `engine` ray computes
-    the probabilities on the Ray cluster; screening, de-duplication and writing stay here, in input order."""
+def predict_platform(files: list[Path], probe: ProbeSpec, classes: list[str], out_path: Path, platform: str,
+                     executor: Executor) -> pd.DataFrame:
+    """Stream a platform's embed shards into out_path (atomically); returns the rejects. The probabilities come
+    from the runner (on the Ray cluster with executor ray); screening, de-duplication and writing stay here, in
+    input order."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     seen: set[str] = set()
     rejects = []
+    work = Work(f"predict {platform}", ["image_id", "aug_seed", "embedding"], lambda rows: rows, inference=probe)
+    todo = [(part, part.count()) for part in shards.parts(files, BATCH_ROWS)]
     with pq.ParquetWriter(tmp, schemas.SCHEMAS["predictions"]) as writer, \
-            tqdm(total=shards.count_rows(files), desc=f"predict {platform}", unit="img", dynamic_ncols=True) as bar:
-        tables = shards.iter_batches(files, BATCH_ROWS, columns=["image_id", "aug_seed", "embedding"])
-        batches = (scored_on_ray(tables, W, b, temperature) if engine == "ray"
-                   else ((table.to_pandas(), None) for table in tables))
-        for batch, probs in batches:
-            kept, rejected = predict_batch(batch, W, b, temperature, classes, seen, platform, probs)
+            tqdm(total=shards.count_rows(files), desc=work.name, unit="img", dynamic_ncols=True) as bar:
+        for _, batch in runner.stream(work, todo, executor):
+            probs = np.stack(batch["probs"].to_numpy()) if len(batch) else None
+            kept, rejected = predict_batch(batch, probe.W, probe.b, probe.temperature, classes, seen, platform, probs)
             if len(kept):
                 writer.write_table(schemas.to_table("predictions", kept))
             rejects.append(rejected)

@@ -18,9 +18,13 @@ Intervals (`bootstrap`) resample the validation split within each class (uncerta
 correction) and the platform's images (sampling uncertainty), seeded; QuaPy's ConfidenceIntervals turns
 the replicates into percentile intervals. QuaPy's own AggregativeBootstrap is not used: it resamples
 test sets with the global numpy generator inside joblib workers, so its intervals change from run to
-run with the same seed (checked with quapy 0.2.3).
+run with the same seed (checked with quapy 0.2.3). `differences` compares platforms pairwise on the same
+replicates, so a difference's interval is paired.
 """
 from __future__ import annotations
+
+import itertools
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -104,6 +108,11 @@ def validation_resamples(y: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
     return [stratified_resample(y, rng) for _ in range(n)]
 
 
+def platform_rng(seed: int, platform: str) -> np.random.Generator:
+    """A generator per (seed, platform): a platform's intervals do not depend on which others are listed."""
+    return np.random.default_rng([seed, zlib.crc32(platform.encode())])
+
+
 def bootstrap(methods: list[str], val_probs: np.ndarray, y: np.ndarray, platform_probs: np.ndarray,
               resamples: list[np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Per method, replicate estimates [len(resamples), n_classes]: each replicate refits on one validation
@@ -136,3 +145,18 @@ def interval(replicates: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarr
     """Per-class percentile interval of bootstrap replicates (QuaPy's ConfidenceIntervals)."""
     region = ConfidenceIntervals(replicates, confidence_level=level)
     return region.I_low, region.I_high
+
+
+def differences(replicates: dict[str, np.ndarray], points: dict[str, np.ndarray], classes: list[str],
+                level: float) -> tuple[pd.DataFrame, dict]:
+    """Every pair of platforms (in `points`' order) compared per class: the difference of their shares, its
+    interval over paired replicates, and whether it excludes 0; and per pair, how many classes differ."""
+    rows, metrics = [], {}
+    for a, b in itertools.combinations(points, 2):
+        lo, hi = interval(replicates[a] - replicates[b], level)
+        point = points[a] - points[b]
+        for c, name in enumerate(classes):
+            rows.append({"platform_a": a, "platform_b": b, "style": name, "difference": point[c],
+                         "lo": lo[c], "hi": hi[c], "significant": bool(lo[c] > 0 or hi[c] < 0), "confidence": level})
+        metrics[f"differences.{a}_vs_{b}.significant"] = sum(d["significant"] for d in rows[-len(classes):])
+    return pd.DataFrame(rows), metrics

@@ -12,7 +12,7 @@ validation split, held out from training by prompt: a platform is flagged when i
 `factor` times the validation split's. A classifier two-sample test was tried first and rejected: its
 AUC saturates near 1 for the validation split itself on the demo corpus (other subjects are separable),
 so it cannot tell "other subjects" from "other kind of image". Platform images that are themselves
-training images are left out of the platform side.
+training images are left out of the platform side. `Yardstick` holds what every platform is measured against.
 """
 from __future__ import annotations
 
@@ -101,3 +101,31 @@ def platform_embeddings(embed_dir: Path, exclude: set[str], n: int, seed: int) -
               "eligible": len(eligible), "picked": int(wanted.sum()), "no_embedding": len(rows) - len(used),
               "used": len(used)}
     return (np.stack(used) if used else np.empty((0, 0))), counts
+
+
+class Yardstick:
+    """The training sample, bandwidth and warning threshold every platform is measured against.
+
+    `train` and `val` are the original training and validation images with their embeddings."""
+
+    def __init__(self, train: pd.DataFrame, val: pd.DataFrame, rows: int, factor: float, seed: int):
+        self.train_ids = set(train["image_id"])
+        self.train = subsample(train, rows, seed)
+        self.sigma2 = bandwidth(self.train)
+        val_side = subsample(val, rows, seed)
+        self.baseline = mmd2(self.train, val_side, self.sigma2)
+        self.null = mmd2_null(self.train, val_side, self.sigma2, seed)
+        self.threshold = factor * max(self.baseline, self.null)
+        self.rows, self.seed = rows, seed
+
+    def measure(self, embed_dir: Path, platform: str) -> tuple[dict | None, dict]:
+        """(the platform's shift.csv row, or None when fewer than 2 of its images lie outside training; metrics)."""
+        side, counts = platform_embeddings(embed_dir, self.train_ids, self.rows, self.seed)
+        metrics = {f"{platform}.shift_rows": counts["used"], f"{platform}.shift_measured": len(side) >= MIN_ROWS}
+        if len(side) < MIN_ROWS:
+            return None, metrics
+        distance = mmd2(self.train, side, self.sigma2)
+        row = {"platform": platform, "mmd2": distance, "threshold": self.threshold, "baseline_mmd2": self.baseline,
+               "null_mmd2": self.null, "shifted": distance > self.threshold,
+               **{f"rows_{k}": v for k, v in counts.items()}}
+        return row, {**metrics, f"{platform}.shift_mmd2": distance, f"{platform}.shifted": row["shifted"]}

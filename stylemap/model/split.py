@@ -15,15 +15,6 @@ from sklearn.model_selection import GroupShuffleSplit
 DEDUP_CHUNK = 4_000_000  # pHash pairs compared at once (bounds memory of the distance matrix)
 
 
-def training_rows(recipes: pd.DataFrame, sample: pd.DataFrame, embeddings: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Recipes joined with their prompt/pHash (sample) and embedding; recipes without an embedding are rejected."""
-    rows = recipes.merge(sample[["image_id", "prompt", "phash"]], on="image_id", how="left")
-    rows = rows.merge(embeddings, on=["image_id", "aug_seed"], how="left")
-    missing = rows["embedding"].isna()
-    report = {"in": len(rows), "rejected.missing_embedding": int(missing.sum())}
-    return rows[~missing].reset_index(drop=True), report
-
-
 def phash_bits(hashes: pd.Series) -> np.ndarray:
     """16-hex-digit pHash strings -> uint64; a malformed hash raises naming its row."""
     out = np.empty(len(hashes), dtype=np.uint64)

@@ -3,7 +3,7 @@
 UMAP is fitted on a seeded subsample of at most `map.fit_sample` images and the other images are
 `transform`ed in chunks, so a 300k-image platform costs one fit of fit_sample points plus a linear pass.
 Embeddings are streamed from the embed shards twice (fit rows, then the rest): memory holds the fit
-sample, one chunk and the 2-D coordinates. `map.backend` picks umap-learn (CPU) or cuML (GPU, RAPIDS);
+sample, one chunk and the 2-D coordinates. `map.umap` picks umap-learn (CPU) or cuML (GPU, RAPIDS);
 `map.parallel` trades the seeded, reproducible layout for all cores (see `make_umap`).
 """
 from __future__ import annotations
@@ -39,15 +39,15 @@ def make_umap(n_points: int, n_neighbors: int, min_dist: float, seed: int, *, ba
         try:
             from cuml.manifold import UMAP
         except ImportError as err:
-            raise UserError(f"map.backend: cuml needs RAPIDS cuML on a machine with an NVIDIA GPU "
+            raise UserError(f"map.umap: cuml needs RAPIDS cuML on a machine with an NVIDIA GPU "
                             f"(`pip install cuml-cu12`; it could not be imported: {err}); "
-                            "or set map.backend: umap-learn") from err
+                            "or set map.umap: umap-learn") from err
         extra = {}  # cuML parallelises on the GPU; it has no n_jobs
     elif backend == "umap-learn":
         from umap import UMAP
         extra = {"n_jobs": -1 if parallel else 1}  # seeded, umap-learn forces 1 anyway (with a warning)
     else:
-        raise ValueError(f"map.backend must be 'umap-learn' or 'cuml', not {backend!r}")
+        raise ValueError(f"map.umap must be 'umap-learn' or 'cuml', not {backend!r}")
     init = "spectral" if n_points >= SPECTRAL_MIN else "random"
     return UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, n_points - 1)), min_dist=min_dist,
                 init=init, random_state=None if parallel else seed, **extra)

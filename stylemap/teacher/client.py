@@ -1,10 +1,9 @@
-"""The vLLM teacher on the local engine: a worker process that holds the engine.
+"""The local transport of a teacher: a worker process that holds one vLLM engine.
 
 vLLM pins its own torch, so it lives in .venv-vllm and runs as a child process (stylemap/teacher/worker.py)
 that this module feeds JSON-line batches; the pipeline's venv never imports vLLM. The engine starts once
-per stage run (`with VllmWorker.for_labels(p, model) as worker:`), and every shard reuses it. More engines
-(one per GPU, or across nodes) are the Ray engine's job: stylemap/teacher/ray_llm.py, with the same engine
-arguments (`label_engine`, `describe_engine`).
+per stage run (`engine.VllmSpec.local()`), and every shard reuses it. More engines (one per GPU, or across
+nodes) are the Ray transport's job: stylemap/teacher/ray_llm.py, from the same spec.
 """
 from __future__ import annotations
 
@@ -15,34 +14,19 @@ import signal
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
-from stylemap.params import Params
+import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[2]
+from stylemap.paths import REPO as ROOT
+from stylemap.teacher.protocol import RESULT_FIELDS, Result
+
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
-# JSON without free whitespace: a small model otherwise pads with newlines until max_tokens.
-STRUCTURED = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
 class WorkerError(RuntimeError):
     """The vLLM worker could not start or stopped; the message names the cause and its log tail."""
-
-
-def label_engine(p: Params, model: str | Path) -> dict:
-    """vllm.LLM arguments of label's engine; `model` is label.model resolved (`Project.model`: a local folder as a
-    Path, which must hold a converted model, or a Hub id)."""
-    if isinstance(model, Path) and not (model / "config.json").exists():
-        raise WorkerError(f"label.model {model} has no config.json: run `dvc repro convert_llm` first")
-    return {"structured_outputs_config": STRUCTURED, **p.label.engine_kwargs, "model": str(model),
-            "max_model_len": p.label.max_model_len, "seed": p.seed}
-
-
-def describe_engine(p: Params) -> dict:
-    """vllm.LLM arguments of describe's engine: one image and no video per prompt, so startup profiling
-    reserves memory for one image only."""
-    return {"limit_mm_per_prompt": {"image": 1, "video": 0}, **p.describe.engine_kwargs, "model": p.describe.model,
-            "max_model_len": p.describe.max_model_len, "seed": p.seed}
 
 
 class VllmWorker:
@@ -69,14 +53,6 @@ class VllmWorker:
         self._lines: queue.Queue = queue.Queue()
         self._log: deque[str] = deque(maxlen=40)
         self._timed_out: float | None = None
-
-    @classmethod
-    def for_labels(cls, p: Params, model: str | Path) -> VllmWorker:
-        return cls(label_engine(p, model), timeout_s=p.label.timeout_s, retries=p.label.retries)
-
-    @classmethod
-    def for_descriptions(cls, p: Params) -> VllmWorker:
-        return cls(describe_engine(p), timeout_s=p.describe.timeout_s, retries=p.describe.retries)
 
     def __enter__(self) -> VllmWorker:
         self.start()
@@ -109,7 +85,7 @@ class VllmWorker:
             raise WorkerError(f"vLLM worker sent {line!r} instead of its ready line")
 
     def generate(self, requests: list[dict], sampling: dict) -> list[dict]:
-        """One result {"text", "token_ids", "finish_reason", "error"} per request, in order."""
+        """One `protocol.Result` (as a dict) per request, in order."""
         if not requests:
             return []
         payload = json.dumps({"requests": requests, "sampling": sampling}) + "\n"
@@ -136,7 +112,7 @@ class VllmWorker:
             error = self._why()
             self.failures.append(error)
             self.kill()
-        return [{"text": None, "token_ids": None, "finish_reason": None, "error": error}] * len(requests)
+        return [Result.failed(error).to_dict()] * len(requests)
 
     def close(self) -> None:
         """EOF on stdin lets the worker shut its engine down; kill it if it does not exit in time."""
@@ -190,3 +166,22 @@ def _pump(stream, sink, mark_eof: bool) -> None:
         sink(line.rstrip("\n"))
     if mark_eof:
         sink(None)
+
+
+def served(worker, sampling: dict) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Prepared rows -> the same rows with their results, from an open local worker (`client.VllmWorker`)."""
+    def infer(rows: pd.DataFrame) -> pd.DataFrame:
+        requests = [json.loads(r) if not reason else None for r, reason in zip(rows["request"], rows["reason"])]
+        sent = [i for i, r in enumerate(requests) if r is not None]
+        results = [Result.failed(reason) for reason in rows["reason"]]
+        for i, result in zip(sent, worker.generate([requests[i] for i in sent], sampling)):
+            results[i] = Result(**result)
+        return with_results(rows.drop(columns="request"), results, worker.vllm_version)
+    return infer
+
+
+def with_results(rows: pd.DataFrame, results: list[Result], vllm_version: str) -> pd.DataFrame:
+    """Rows with each one's result columns and the engine's version."""
+    columns = pd.DataFrame({f: pd.Series([getattr(r, f) for r in results], index=rows.index, dtype=object)
+                            for f in RESULT_FIELDS})  # object columns: a missing value stays None, not NaN
+    return pd.concat([rows, columns], axis=1).assign(vllm_version=vllm_version)

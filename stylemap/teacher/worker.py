@@ -1,6 +1,6 @@
 """The vLLM side of the teacher: one offline engine serving JSON-line batches over stdin/stdout.
 
-Runs under .venv-vllm's python (vLLM pins its own torch), started by `stylemap.teacher.client.VllmWorker`:
+Runs under .venv-vllm's python (vLLM pins its own torch), started by `stylemap.teacher.client.VllmWorker` (stdlib and `protocol.py` only):
 
     .venv-vllm/bin/python -m stylemap.teacher.worker --engine '{"model": "data/models/gemma3-270m", ...}'
 
@@ -10,7 +10,7 @@ The engine starts once, then prints one ready line: {"ready": true, "vllm_versio
     {"requests": [{"prompt": str} | {"prompt_token_ids": [int]} | {"messages": [chat messages]}],
      "sampling": {"temperature", "max_tokens", "seed", "json_schema" | "choice"}}
 
-and is answered by one line {"results": [{"text", "token_ids", "finish_reason", "error"}]} in request
+and is answered by one line {"results": [protocol.Result as a dict]} in request
 order, preceded by one heartbeat line {"progress": n} each time a request finishes: the parent's timeout
 is then flat (no request finished for timeout_s seconds = a hung engine), however long the batch. Chat messages use the OpenAI shape; an image is {"type": "image_url", "image_url": {"url":
 "data:image/png;base64,..."}}. A request vLLM rejects (e.g. a prompt longer than max_model_len) comes back
@@ -29,10 +29,7 @@ import sys
 import time
 import traceback
 
-GiB = 1 << 30
-# CPU defaults, each overridable through --engine: torch.compile warm-up costs ~90 s on 2 cores (more than
-# a CPU-profile run saves), and vLLM's default KV cache on CPU reserves 92% of RAM.
-CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": GiB}
+from stylemap.teacher.protocol import CPU_DEFAULTS, Result, sampling_kwargs
 
 
 def protocol_stream():
@@ -55,24 +52,18 @@ def sampling_params(spec: dict):
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    spec = dict(spec)
-    schema, choice = spec.pop("json_schema", None), spec.pop("choice", None)
-    structured = None
-    if schema is not None:
-        structured = StructuredOutputsParams(json=schema)
-    elif choice is not None:
-        structured = StructuredOutputsParams(choice=choice)
-    return SamplingParams(**spec, structured_outputs=structured)
+    kwargs = sampling_kwargs(spec)
+    structured = kwargs.pop("structured_outputs", None)
+    return SamplingParams(**kwargs, structured_outputs=structured and StructuredOutputsParams(**structured))
 
 
 def _result(output) -> dict:
     completion = output.outputs[0]
-    return {"text": completion.text, "token_ids": list(completion.token_ids),
-            "finish_reason": completion.finish_reason, "error": None}
+    return Result(completion.text, list(completion.token_ids), completion.finish_reason).to_dict()
 
 
 def _error(err: BaseException) -> dict:
-    return {"text": None, "token_ids": None, "finish_reason": None, "error": f"{type(err).__name__}: {err}"}
+    return Result.failed(f"{type(err).__name__}: {err}").to_dict()
 
 
 def heartbeat(out):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from stylemap.corpus.filters import prompt_reject
-from stylemap.testing import make_params
+from tests.support.fixtures import make_params
 
 N_IMAGES = 48
 
@@ -45,8 +45,8 @@ def encode(image: Image.Image, ext: str) -> bytes:
 
 @pytest.fixture(scope="session")
 def hub_corpus(tmp_path_factory):
-    """A DiffusionDB-shaped corpus of 12 parts x 30 rows, half of them kept (stylemap.testing.ROW_MIX): (root, meta)."""
-    from stylemap.testing import write_diffusiondb
+    """A DiffusionDB-shaped corpus of 12 parts x 30 rows, half of them kept (tests.support.fixtures.ROW_MIX): (root, meta)."""
+    from tests.support.fixtures import write_diffusiondb
 
     root = tmp_path_factory.mktemp("hub-corpus")
     return root, write_diffusiondb(root, parts=12, per_part=30, seed=3)

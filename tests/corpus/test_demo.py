@@ -7,8 +7,8 @@ import pandas as pd
 from skimage import util
 
 from stylemap.corpus import demo
-from stylemap.corpus.diffusiondb import METADATA_COLUMNS
 from stylemap.corpus.images import decode_rgb
+from stylemap.corpus.readers.diffusiondb import METADATA_COLUMNS
 
 
 def test_demo_corpus_has_diffusiondb_layout(demo_corpus):

@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 
 from stylemap import shards
-from stylemap.corpus import folder, sampling
-from stylemap.corpus.formats import CorpusError, open_corpus
+from stylemap.corpus import sampling
+from stylemap.corpus.readers import folder
+from stylemap.corpus.readers import open_corpus
+from stylemap.corpus.readers.base import CorpusError
 from stylemap.params import Source
 from tests.corpus.conftest import encode
-from stylemap.testing import same_pixels
+from tests.support.fixtures import same_pixels
 
 SUFFIXES = ["png", "jpg", "webp", "JPG"]  # upper case too: a camera's name for a JPEG
 

@@ -12,9 +12,9 @@ import pytest
 from stylemap import shards
 from stylemap.corpus import hub
 from stylemap.corpus.sampling import sample_source
-from stylemap.hub_server import HubServer
 from stylemap.params import Source
-from stylemap.testing import make_params
+from tests.support.fixtures import make_params
+from tests.support.hub_server import HubServer
 
 READ = {"undecodable"}  # rejects whose image was fetched: the corpus's only decode fault
 

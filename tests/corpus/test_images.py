@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, features
 
 from stylemap.corpus.images import DecodeError, decode_rgb
-from stylemap.testing import mutate
+from tests.support.fixtures import mutate
 
 FUZZ_PER_FORMAT = 1000  # x 15 formats: 15,000 mutated images
 FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "ICO", "PPM", "TGA", "PCX", "SGI", "DIB", "JPEG2000", "QOI", "DDS"]

@@ -15,11 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from stylemap import shards
-from stylemap.corpus import img2dataset, sampling
-from stylemap.corpus.formats import CorpusError, open_corpus
+from stylemap.corpus import sampling
+from stylemap.corpus.readers import img2dataset
+from stylemap.corpus.readers import open_corpus
+from stylemap.corpus.readers.base import CorpusError
 from stylemap.params import Source
 from tests.corpus.conftest import encode
-from stylemap.testing import same_pixels
+from tests.support.fixtures import same_pixels
 
 LAYOUT_EXT = {"webdataset": "jpg", "parquet": "webp", "files": "png"}  # one --encode_format per fixture
 META = pa.schema([("url", pa.string()), ("caption", pa.string()), ("key", pa.string()), ("status", pa.string()),

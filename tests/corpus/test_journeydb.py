@@ -15,12 +15,14 @@ import pytest
 from PIL import Image
 
 from stylemap import shards
-from stylemap.corpus import demo, journeydb
+from stylemap.corpus import demo
 from stylemap.corpus.filters import prompt_reject
-from stylemap.corpus.formats import ROW_COLUMNS, CorpusError, open_corpus
+from stylemap.corpus.readers import journeydb
+from stylemap.corpus.readers import open_corpus
+from stylemap.corpus.readers.base import ROW_COLUMNS, CorpusError
 from stylemap.corpus.sampling import sample_source
 from stylemap.params import Source
-from stylemap.testing import horde_rows, same_pixels, write_journeydb
+from tests.support.fixtures import horde_rows, same_pixels, write_journeydb
 
 GOOD = demo.PROMPTS["watercolor"].format("a tabby cat")
 CAP = 1 << 24

@@ -10,7 +10,7 @@ from PIL import Image
 
 from stylemap.corpus.images import decode_rgb
 from stylemap.corpus.records import image_record
-from stylemap.testing import encode_png, make_params, same_pixels
+from tests.support.fixtures import encode_png, make_params, same_pixels
 
 
 def stored(data: bytes, side: int) -> tuple[dict, Image.Image]:

@@ -1,15 +1,15 @@
 """The draw aims at n kept images: the shortest prefix of the seeded row order holding n of them, read in rounds
-sized by the measured keep rate, cut at the n-th kept row, the same whatever the rounds or workers, and resumable."""
+sized by the measured keep rate, cut at the n-th kept row, the same whatever the rounds or parts in flight, and resumable."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 from stylemap import shards
-from stylemap.corpus import diffusiondb
+from stylemap.corpus.readers import diffusiondb
 from stylemap.corpus.sampling import rank_rows, round_rows, sample_source
 from stylemap.params import Source
-from stylemap.testing import make_params, write_diffusiondb
+from tests.support.fixtures import make_params, write_diffusiondb
 
 
 def run(root, out, n, **sample):
@@ -43,9 +43,9 @@ def test_the_draw_is_the_shortest_prefix_of_the_seeded_order_holding_n_kept(most
     assert len(rounds) >= 2  # the table promised 100 % kept; the measured 40 % sized the next rounds
 
 
-def test_neither_workers_nor_a_crash_change_the_draw(mostly_broken, tmp_path, monkeypatch):
-    first, kept = run(mostly_broken, tmp_path / "a", n=50, workers=1)
-    again, kept3 = run(mostly_broken, tmp_path / "b", n=50, workers=3)
+def test_neither_parts_in_flight_nor_a_crash_change_the_draw(mostly_broken, tmp_path, monkeypatch):
+    first, kept = run(mostly_broken, tmp_path / "a", n=50, parts_in_flight=1)
+    again, kept3 = run(mostly_broken, tmp_path / "b", n=50, parts_in_flight=3)
     assert (again.drawn, again.tally.counts, again.names) == (first.drawn, first.tally.counts, first.names)
     pd.testing.assert_frame_equal(kept, kept3)
     markers = sorted((tmp_path / "b" / "_parts").glob("*.json"))
@@ -54,7 +54,7 @@ def test_neither_workers_nor_a_crash_change_the_draw(mostly_broken, tmp_path, mo
     real = diffusiondb.Corpus.open_part
     monkeypatch.setattr(diffusiondb.Corpus, "open_part",
                         lambda self, part_id, cap: opened.append(part_id) or real(self, part_id, cap))
-    resumed, kept_resumed = run(mostly_broken, tmp_path / "b", n=50, workers=3)
+    resumed, kept_resumed = run(mostly_broken, tmp_path / "b", n=50, parts_in_flight=3)
     assert opened == [int(markers[-1].stem.rsplit("-", 1)[1])]
     assert (resumed.drawn, resumed.tally.counts) == (first.drawn, first.tally.counts)
     pd.testing.assert_frame_equal(kept, kept_resumed)

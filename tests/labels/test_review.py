@@ -3,7 +3,7 @@ from PIL import Image
 
 from stylemap import schemas
 from stylemap.labels.review import INDEX, read_images, write_review
-from stylemap.testing import sample_frame
+from tests.support.fixtures import sample_frame
 
 
 def test_review_writes_thumbnails_and_an_index_of_the_suspects(tmp_path):

@@ -6,13 +6,15 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
+from stylemap import runner
 from stylemap.model.augment import augment
-from stylemap.model.embedding import embed_images
+from stylemap.model.embedding import EncoderSpec, embed_work
 from stylemap.model.encoders import StyleStats, load_encoder, style_descriptor
-from stylemap.testing import HORDE, STYLES, draw, encode_png, make_params, save_random_clip
+from tests.support.fixtures import HORDE, STYLES, draw, encode_png, make_params, save_random_clip
 
 
 def _embed_params(**update):
@@ -101,11 +103,18 @@ def clip_checkpoint(tmp_path_factory) -> Path:
 def test_open_clip_local_checkpoint(clip_checkpoint):
     enc = load_encoder(_embed_params(backend="open_clip", arch="ViT-S-32", pretrained=str(clip_checkpoint)))
     rng = np.random.default_rng(0)
-    items = [(encode_png(draw(s, rng)), -1) for s in STYLES] + [(b"garbage", -1)]
-    vectors, errors = embed_images(enc, items, batch_size=3, workers=0)
-    again, _ = embed_images(enc, items, batch_size=2, workers=0)
+    rows = pd.DataFrame({"image_id": [f"s/{i}" for i in range(5)], "aug_seed": -1,
+                         "image_bytes": [encode_png(draw(s, rng)) for s in STYLES] + [b"garbage"]})
+
+    def embed(batch_size):
+        out = runner.apply(embed_work(EncoderSpec(lambda: enc, batch_size, 0, 0), enc.preprocess, None), rows)
+        frame = out.to_pandas()
+        return list(frame["embedding"]), list(frame["error"])
+
+    vectors, errors = embed(3)
+    again, _ = embed(2)
     assert errors == ["", "", "", "", "undecodable"] and vectors[4] is None
-    good = np.stack(vectors[:4])
+    good = np.stack(vectors[:4])  # float32, as the shard stores them
     assert good.shape == (4, enc.dim) == (4, 384) and good.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(good, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(good, np.stack(again[:4]), atol=1e-5)  # batch size does not change results

@@ -9,7 +9,7 @@ import pytest
 from stylemap.model import evaluation as evaluate
 from stylemap.model.encoders import StyleStats, l2_normalise
 from stylemap.model.probe import ambiguity
-from stylemap.testing import make_params
+from tests.support.fixtures import make_params
 
 
 def test_top_k_hit_counts_any_of_the_styles():

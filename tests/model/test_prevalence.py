@@ -13,7 +13,7 @@ from stages import predict as predict_stage
 from stylemap.files import write_atomic
 from stylemap.model import prevalence as predict
 from stylemap.model.probe import describe_probs, load_probe, predict_proba
-from stylemap.testing import write_params
+from tests.support.fixtures import write_params
 
 CLASSES = ["anime", "oil_painting", "photo"]
 W = 2.0 * np.eye(3, 4, dtype=np.float32)  # logit k = 2 * x_k: a one-hot embedding on axis k favours class k

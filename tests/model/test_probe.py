@@ -9,7 +9,7 @@ import torch
 from stylemap.model import split as train
 from stylemap.model.encoders import l2_normalise
 from stylemap.model.probe import fit_probe, predict_proba
-from stylemap.testing import make_params
+from tests.support.fixtures import make_params
 
 
 def _rows(n_prompts: int = 20, per_prompt: int = 3) -> pd.DataFrame:

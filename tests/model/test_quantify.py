@@ -79,3 +79,16 @@ def test_by_month_follows_a_drifting_prevalence_and_counts_small_months(data):
     share = frame.set_index(["month", "style"])["share"]
     assert share["2022-08", "a"] == pytest.approx(0.7, abs=0.07) and share["2022-09", "d"] == pytest.approx(0.7, abs=0.07)
     assert frame.groupby("month")["share"].sum().tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_differences_are_paired_per_pair_of_platforms_and_class():
+    rng = np.random.default_rng(1)
+    same = rng.dirichlet(np.ones(K), 200)
+    replicates = {"a": same, "b": same + 0.0, "c": same + np.array([0.2, -0.2, 0.0, 0.0])}
+    points = {name: r.mean(0) for name, r in replicates.items()}
+    frame, metrics = quantify.differences(replicates, points, list("wxyz"), 0.95)
+    assert list(zip(frame["platform_a"], frame["platform_b"]))[::K] == [("a", "b"), ("a", "c"), ("b", "c")]
+    # paired replicates: a platform equal to another differs by exactly 0, one shifted by 0.2 differs surely
+    assert metrics == {"differences.a_vs_b.significant": 0, "differences.a_vs_c.significant": 2,
+                       "differences.b_vs_c.significant": 2}
+    assert frame.query("platform_a == 'a' and platform_b == 'c'")["difference"].round(6).tolist() == [-0.2, 0.2, 0, 0]

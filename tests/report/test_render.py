@@ -23,7 +23,7 @@ from stylemap.files import write_atomic
 from stylemap.report import explorer
 from stylemap.report import layout as layouts
 from stylemap.report.render import style_colors
-from stylemap.testing import write_params
+from tests.support.fixtures import write_params
 
 CLASSES = ["anime", "oil_painting", "photo", "pixel_art"]
 DIM = 8
@@ -108,10 +108,10 @@ def test_cuml_backend_uses_cuml(monkeypatch, parallel, random_state):
 def test_cuml_backend_without_cuml_names_the_param_and_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cuml", None)  # import fails even where cuML is installed
     monkeypatch.setitem(sys.modules, "cuml.manifold", None)
-    with pytest.raises(UserError, match=r"map\.backend: cuml .*pip install cuml-cu12.*map\.backend: umap-learn"):
+    with pytest.raises(UserError, match=r"map\.umap: cuml .*pip install cuml-cu12.*map\.umap: umap-learn"):
         layouts.make_umap(200, 15, 0.1, 7, backend="cuml")
     X, _ = clusters(40)
-    with pytest.raises(UserError, match=r"map\.backend: cuml"):
+    with pytest.raises(UserError, match=r"map\.umap: cuml"):
         layouts.layout(chunked(X, 16), 40, n_neighbors=5, min_dist=0.1, fit_sample=20, seed=0, backend="cuml")
 
 
@@ -174,7 +174,7 @@ def write_project_params(root: Path, n_neighbors=5, fit_sample=60, backend="umap
                "horde": {"kind": "local", "path": "../absent", "optional": True}}
     return write_params(root, replace={"sources": sources, "platforms": ["demo", "tiny", "horde"],
                                        "map": {"n_neighbors": n_neighbors, "min_dist": 0.1, "fit_sample": fit_sample,
-                                               "backend": backend, "parallel": parallel}})
+                                               "umap": backend, "parallel": parallel}})
 
 
 def build_project(root: Path, n: int = 150) -> None:
@@ -264,5 +264,5 @@ def test_map_stage_passes_backend_and_parallel_through(mapped, tmp_path, monkeyp
     assert metrics["demo.fit"] == mapped[1]["demo.fit"]
     write_project_params(root, backend="cuml")
     monkeypatch.setitem(sys.modules, "cuml", None)
-    with pytest.raises(UserError, match=r"map\.backend: cuml"):
+    with pytest.raises(UserError, match=r"map\.umap: cuml"):
         map_stage.main(root)

@@ -5,7 +5,7 @@ import importlib
 import json
 
 from stylemap import paths
-from stylemap.testing import write_params
+from tests.support.fixtures import write_params
 
 convert_llm = importlib.import_module("stages.convert_llm")
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from stylemap import shards
-from stylemap.params import REPO as ROOT
-from stylemap.testing import make_project
+from stylemap.paths import REPO as ROOT
+from tests.support.fixtures import make_project
 
 
 def _project(root: Path, engine: str = "local"):
     make_project(root, per_style=30, n_augmented=8, corrupt=True,  # 181 images -> 12 shards of 16
-                 overrides={"embed.engine": engine})
+                 overrides={"embed.executor": engine})
     return root
 
 

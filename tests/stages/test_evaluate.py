@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from stages import embed, evaluate, train
-from stylemap.testing import make_project, save_random_clip
+from tests.support.fixtures import make_project, save_random_clip
 
 
 def _run_pipeline(tmp_path, **overrides):

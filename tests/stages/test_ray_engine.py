@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from stylemap import shards
-from stylemap.testing import make_project, save_random_clip
+from tests.support.fixtures import make_project, save_random_clip
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # starts a Ray cluster
@@ -52,7 +52,7 @@ def _assert_same_rows(a_root, b_root) -> int:
 def test_embed_on_ray_gives_the_local_rows(cluster, clip, tmp_path, backend):
     overrides = clip if backend == "open_clip" else {}
     for engine in ("local", "ray"):
-        make_project(tmp_path / engine, per_style=3, overrides={**overrides, "embed.engine": engine, "embed.replicas": 2})
+        make_project(tmp_path / engine, per_style=3, overrides={**overrides, "embed.executor": engine, "embed.replicas": 2})
     metrics = [embed.main(tmp_path / engine) for engine in ("local", "ray")]
     assert metrics[0] == metrics[1] and metrics[1]["rejected.undecodable"] == 1
     assert _assert_same_rows(tmp_path / "local", tmp_path / "ray") == metrics[1]["in"]
@@ -75,7 +75,7 @@ def test_a_killed_encoder_actor_is_retried_with_nothing_lost(cluster, clip, tmp_
     """SIGKILL the actor holding the encoder once the first shard is written: Ray Data starts another and
     retries the lost blocks; every shard still comes back with each of its rows once, equal to the local run."""
     for engine in ("local", "ray"):
-        make_project(tmp_path / engine, per_style=20, overrides={**clip, "embed.engine": engine, "embed.replicas": 1,
+        make_project(tmp_path / engine, per_style=20, overrides={**clip, "embed.executor": engine, "embed.replicas": 1,
                                                                   "embed.shard_size": 8, "embed.batch_size": 4})
     failure: list[BaseException] = []
     run = threading.Thread(target=lambda: _catch(failure, embed.main, tmp_path / "ray"))
@@ -108,7 +108,8 @@ def _catch(failure: list, fn, *args) -> None:
 
 def test_predict_on_ray_writes_the_local_predictions(cluster, tmp_path):
     """The probe's maths on Ray tasks, screening and de-duplication here: the same file, row for row."""
-    from stylemap.model.prevalence import predict_platform
+    from stylemap.model.prevalence import ProbeSpec, predict_platform
+    from stylemap.runner import Executor
 
     make_project(tmp_path, per_style=3)
     embed.main(tmp_path)
@@ -116,7 +117,8 @@ def test_predict_on_ray_writes_the_local_predictions(cluster, tmp_path):
     rng = np.random.default_rng(0)
     W, b, classes = rng.normal(size=(4, 64)).astype(np.float32), np.zeros(4, np.float32), list("abcd")
     out = {engine: tmp_path / f"{engine}.parquet" for engine in ("local", "ray")}
-    rejects = {e: predict_platform(files, W, b, 2.0, classes, path, "demo", e) for e, path in out.items()}
+    rejects = {e: predict_platform(files, ProbeSpec(W, b, 2.0), classes, path, "demo", Executor(e, block_rows=5))
+               for e, path in out.items()}
     assert rejects["ray"].equals(rejects["local"])
     assert rejects["ray"]["reason"].value_counts().to_dict() == {"duplicate": 12, "embed_failed": 2}
     local, remote = (pd.read_parquet(path) for path in out.values())

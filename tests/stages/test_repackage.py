@@ -7,9 +7,9 @@ import pandas as pd
 from stages import repackage
 from stages import sample as sample_stage
 from stylemap import shards
-from stylemap.corpus.local import is_absent
+from stylemap.corpus.readers.local import is_absent
 from stylemap.labels.agreement import gold_classes
-from stylemap.testing import write_params
+from tests.support.fixtures import write_params
 
 
 def test_both_formats_give_the_same_sample_and_gold(tmp_path, horde):
@@ -46,7 +46,7 @@ def test_an_absent_source_leaves_an_empty_folder_and_an_absent_platform(tmp_path
 
 def test_unreadable_parts_become_failed_rows_that_sample_counts(tmp_path):
     from stylemap.corpus import demo
-    from stylemap.corpus.formats import open_corpus
+    from stylemap.corpus.readers import open_corpus
     from stylemap.corpus.repackage import to_webdataset
     from stylemap.params import Source
 

@@ -18,12 +18,12 @@ from PIL import Image
 from stages import sample as sample_stage
 from stylemap import shards
 from stylemap.corpus import demo
-from stylemap.corpus import diffusiondb
-from stylemap.corpus.formats import CorpusError
 from stylemap.corpus.images import decode_rgb
-from stylemap.hub_server import HubServer
-from stylemap.params import REPO
-from stylemap.testing import write_params
+from stylemap.corpus.readers import diffusiondb
+from stylemap.corpus.readers.base import CorpusError
+from stylemap.paths import REPO
+from tests.support.fixtures import write_params
+from tests.support.hub_server import HubServer
 
 
 def run_sample(make_params, tmp_path, sources: dict, **sample_over):
@@ -161,7 +161,7 @@ def test_missing_metadata_and_missing_source_are_clear_errors(make_params, tmp_p
     assert metrics["absent_sources"] == ["x"] and metrics["demo"]["kept"] > 0
 
 
-# ---------- the Hub, through a local stand-in (stylemap.hub_server) ----------
+# ---------- the Hub, through a local stand-in (tests.support.hub_server) ----------
 
 def test_hf_source_reads_the_drawn_images_by_range_and_stores_no_part(make_params, tmp_path, horde):
     with HubServer(horde) as hub:

@@ -16,7 +16,7 @@ from stages import sample as sample_stage
 from stylemap import shards
 from stylemap.corpus import demo
 from stylemap.corpus.images import decode_rgb
-from stylemap.testing import STYLES, draw, encode_png, mutate, write_params
+from tests.support.fixtures import STYLES, draw, encode_png, mutate, write_params
 
 GOOD = demo.PROMPTS["watercolor"].format("a tabby cat")
 ROW_FAULTS = ["none", "none", "mutated_image", "prompt_type", "cfg_text", "seed_huge", "not_in_json",

@@ -14,7 +14,7 @@ import yaml
 from stages import (audit, balance, demo, describe, embed, evaluate, label, map, predict, quantify, report, sample,
                     train)
 from stylemap import shards
-from stylemap.testing import write_params
+from tests.support.fixtures import write_params
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     write_params(root, {"demo.crops_per_subject": 1, "demo.side": 64, "label.run_llm": False,
                         "balance.min_count": 4, "balance.target": 12, "train.epochs": 30, "train.val_fraction": 0.3,
-                        "embed.workers": 0, "quantify.bootstrap": 40, "quantify.app_repeats": 20,
+                        "embed.loader_workers": 0, "quantify.bootstrap": 40, "quantify.app_repeats": 20,
                         "quantify.trend_min_images": 5},
                  replace={"sources": {"demo": {"kind": "local", "path": "data/demo"},
                                       "horde": {"kind": "local", "path": "absent", "optional": True}}})
@@ -129,11 +129,11 @@ def test_a_source_that_may_not_be_redistributed_leaves_only_aggregates(project):
 
 def test_stage_reading_an_undeclared_param_fails(project, monkeypatch):
     """The guard the chain above relies on: a stage sees only its dvc.yaml params."""
-    from stylemap import params
+    from stylemap import stagespec
 
-    spec = params.stage_spec("balance")
-    monkeypatch.setattr(params, "stage_spec", lambda stage, root=".": {**spec, "params": ["seed", "balance"]})
-    with pytest.raises(params.UndeclaredParam, match="stage 'balance' reads param 'train_source'"):
+    spec = stagespec.stage_spec("balance")
+    monkeypatch.setattr(stagespec, "stage_spec", lambda stage, root=".": {**spec, "params": ["seed", "balance"]})
+    with pytest.raises(stagespec.UndeclaredParam, match="stage 'balance' reads param 'train_source'"):
         balance.main(project)
 
 

@@ -11,7 +11,7 @@ from safetensors.numpy import load_file
 from stages import embed, train
 from stylemap.model.embedding import read_embeddings
 from stylemap.model.probe import load_probe, predict_proba
-from stylemap.testing import make_project
+from tests.support.fixtures import make_project
 
 
 def test_stage_writes_model_split_card_and_curve(tmp_path):

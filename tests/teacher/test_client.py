@@ -4,13 +4,19 @@ The stand-ins speak the worker's JSON-line protocol; what they do wrong (hang, d
 must survive. The real engine's behaviour on bad requests is tested in tests/teacher/test_gemma.py.
 """
 import io
+import json
 import sys
 
 import pytest
 from PIL import Image
 
+import pandas as pd
+
+from stylemap.teacher import client
 from stylemap.teacher.client import VllmWorker, WorkerError
-from stylemap.teacher.tasks import generate_all, image_data_url, parse_styles
+from stylemap.teacher.describe import image_data_url, status
+from stylemap.teacher.engine import ModelMissing, VllmSpec, describe_spec, label_spec
+from stylemap.teacher.label import STYLE_SCHEMA, parse_styles
 
 READY = 'import json, sys, time; print(json.dumps({"ready": True, "vllm_version": "stand-in"}), flush=True)\n'
 ECHO = READY + (
@@ -63,14 +69,21 @@ def test_the_timeout_is_flat_while_requests_keep_finishing():
         assert all("timeout: no reply within 0.5 s" in r["error"] for r in out) and len(w.failures) == 1
 
 
-def test_a_shard_reaches_the_engine_as_one_list():
+def test_a_shard_reaches_the_engine_as_one_list(monkeypatch):
     """vLLM batches a list itself (continuous batching): the whole shard goes in one message, not in fixed batches
     waited on one after another; a request that cannot be sent is answered with its reason, unsent."""
-    requests = [{"prompt": str(i)} for i in range(39)] + ["image decode: truncated"]
-    with _worker(COUNT, timeout_s=5, retries=0) as w:
-        results = generate_all(w, requests, {})
-    assert [r["text"] for r in results[:39]] == ["0:39"] * 39
-    assert results[39] == {"text": None, "token_ids": None, "finish_reason": None, "error": "image decode: truncated"}
+    monkeypatch.setattr(client, "VllmWorker", lambda engine, **kw: _worker(COUNT, **kw))
+    spec = VllmSpec({"model": "stand-in"}, {}, chat=False, vision=False, batch_size=4, replicas=0, timeout_s=5,
+                    retries=0)
+    rows = pd.DataFrame({"image_id": [f"s/{i}" for i in range(40)],
+                         "request": [json.dumps({"prompt": str(i)}) for i in range(39)] + [None],
+                         "reason": [""] * 39 + ["image decode: truncated"]})
+    with spec.local() as infer:
+        out = infer(rows)
+    assert out["text"].iloc[:39].tolist() == ["0:39"] * 39 and set(out["vllm_version"]) == {"stand-in"}
+    assert out.iloc[39][["text", "token_ids", "finish_reason", "error"]].tolist() == [
+        None, None, None, "image decode: truncated"]
+    assert out["image_id"].tolist() == rows["image_id"].tolist() and "request" not in out
 
 
 def test_timeout_gives_failed_results_and_retries_on_a_fresh_worker():
@@ -93,10 +106,10 @@ def test_missing_venv_and_dead_start_name_the_cause(tmp_path):
         _worker("import sys; print('boom', file=sys.stderr); sys.exit(2)", timeout_s=1, retries=0).start()
 
 
-def test_for_labels_requires_the_converted_model(make_params, tmp_path):
+def test_label_spec_requires_the_converted_model(make_params, tmp_path):
     p = make_params({"label": {"model": "data/models/missing"}})
-    with pytest.raises(WorkerError, match="convert_llm"):
-        VllmWorker.for_labels(p, tmp_path / "data/models/missing")
+    with pytest.raises(ModelMissing, match="convert_llm"):
+        label_spec(p.label, tmp_path / "data/models/missing", p.seed, STYLE_SCHEMA)
 
 
 def test_image_data_url_bounds_the_longest_side():
@@ -110,30 +123,41 @@ def test_image_data_url_bounds_the_longest_side():
 
 
 def test_parse_styles_rejects_cut_and_malformed_output():
-    ok = {"error": None, "finish_reason": "stop", "text": '{"styles":["oil  painting","baroque","x"]}'}
-    assert parse_styles(ok) == (["oil painting", "baroque", "x"], None)
-    raw, err = parse_styles({**ok, "finish_reason": "length"})
+    text = '{"styles":["oil  painting","baroque","x"]}'
+    assert parse_styles(text, "stop", None) == (["oil painting", "baroque", "x"], None)
+    raw, err = parse_styles(text, "length", None)
     assert raw is None and "max_tokens" in err
-    raw, err = parse_styles({**ok, "text": '{"tags": []}'})
+    raw, err = parse_styles('{"tags": []}', "stop", None)
     assert raw is None and "schema" in err
 
 
 def test_a_description_cut_at_max_tokens_is_truncated_not_ok():
-    from stylemap.teacher.tasks import describe_status
-
-    base = {"error": None, "text": "Subjects: a cat. Technique: watercolor", "finish_reason": "stop"}
-    assert describe_status(base) == "ok"
-    assert describe_status({**base, "finish_reason": "length"}) == "truncated"
-    assert describe_status({**base, "text": "CANNOT ANALYSE", "finish_reason": "length"}) == "cannot_analyse"
+    text = "Subjects: a cat. Technique: watercolor"
+    assert status(text, "stop", None) == "ok"
+    assert status(text, "length", None) == "truncated"
+    assert status("CANNOT ANALYSE", "length", None) == "cannot_analyse"
+    assert status(None, None, "image decode: x") == "failed" and status(" ", "stop", None) == "empty"
 
 
 def test_engine_arguments_come_from_params(make_params, tmp_path):
-    p = make_params({"describe.engine_kwargs": {"gpu_memory_utilization": 0.8, "tensor_parallel_size": 2},
-                     "label.engine_kwargs": {"max_num_seqs": 8}})
-    describe = VllmWorker.for_descriptions(p).engine
-    assert describe["gpu_memory_utilization"] == 0.8 and describe["limit_mm_per_prompt"] == {"image": 1, "video": 0}
-    assert p.describe.gpus_per_replica == 2
+    p = make_params({"describe.vllm_args": {"gpu_memory_utilization": 0.8, "tensor_parallel_size": 2},
+                     "label.vllm_args": {"max_num_seqs": 8}})
+    describe = describe_spec(p.describe, p.seed)
+    assert describe.vllm_args["gpu_memory_utilization"] == 0.8
+    assert describe.vllm_args["limit_mm_per_prompt"] == {"image": 1, "video": 0} and describe.gpus_per_replica == 2
+    assert describe.chat and describe.vision and describe.sampling["max_tokens"] == p.describe.max_tokens
     (tmp_path / "m").mkdir()
     (tmp_path / "m/config.json").write_text("{}")
-    label = VllmWorker.for_labels(p, tmp_path / "m").engine
-    assert label["max_num_seqs"] == 8 and label["model"] == str(tmp_path / "m") and label["seed"] == p.seed
+    label = label_spec(p.label, tmp_path / "m", p.seed, STYLE_SCHEMA)
+    assert label.vllm_args["max_num_seqs"] == 8 and label.vllm_args["model"] == str(tmp_path / "m")
+    assert label.vllm_args["seed"] == p.seed and label.sampling["json_schema"] == STYLE_SCHEMA and not label.vision
+
+
+def test_sampling_specs_translate_once_for_both_transports():
+    from stylemap.teacher.protocol import sampling_kwargs
+
+    assert sampling_kwargs({"max_tokens": 4, "json_schema": {"type": "object"}}) == {
+        "max_tokens": 4, "structured_outputs": {"json": {"type": "object"}}}
+    assert sampling_kwargs({"max_tokens": 1, "choice": ["a", "b"]}) == {
+        "max_tokens": 1, "structured_outputs": {"choice": ["a", "b"]}}
+    assert sampling_kwargs({"temperature": 0.0}) == {"temperature": 0.0}

@@ -1,4 +1,4 @@
-"""describe_vlm through a real vLLM engine serving a tiny random Qwen2.5-VL (stylemap/teacher/tiny_vlm.py).
+"""describe's VLM work through a real vLLM engine serving a tiny random Qwen2.5-VL (tests/support/tiny_vlm.py).
 
 Production's describe path on CPU: vLLM renders Qwen2.5-VL's chat template, its image processor turns each
 image into image tokens, the vision tower encodes them, and the worker batches requests and reports failures
@@ -14,11 +14,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stylemap.params import REPO as ROOT
+from stylemap.paths import REPO as ROOT
 from stylemap.rejects import Rejects
+from stylemap import runner
 from stylemap.teacher.client import VLLM_PYTHON, VllmWorker
-from stylemap.teacher.tasks import describe_vlm
-from stylemap.testing import make_params
+from stylemap.teacher.describe import describe_work
+from tests.support.engines import through
+from tests.support.fixtures import make_params
 
 pytestmark = [pytest.mark.slow,  # starts a vLLM engine
               pytest.mark.skipif(not VLLM_PYTHON.exists(), reason=f"{VLLM_PYTHON} missing: run bash .ci/setup-vllm")]
@@ -28,15 +30,20 @@ MAX_TOKENS = 8  # the random model never ends an answer this early: every served
 @pytest.fixture(scope="module")
 def params(tmp_path_factory):
     dest = tmp_path_factory.mktemp("tiny-vlm") / "qwen2_5_vl"
-    subprocess.run([str(VLLM_PYTHON), "stylemap/teacher/tiny_vlm.py", str(dest)], cwd=ROOT, check=True,
+    subprocess.run([str(VLLM_PYTHON), "tests/support/tiny_vlm.py", str(dest)], cwd=ROOT, check=True,
                    capture_output=True, timeout=300)
-    return make_params({"describe": {"backend": "vlm", "model": str(dest), "max_tokens": MAX_TOKENS, "batch_size": 4}})
+    return make_params({"describe": {"describer": "vlm", "model": str(dest), "max_tokens": MAX_TOKENS, "batch_size": 4}})
 
 
 @pytest.fixture(scope="module")
 def worker(params):
-    with VllmWorker.for_descriptions(params) as worker:
+    spec = describe_work(params.describe, params.seed).inference
+    with VllmWorker(spec.vllm_args, timeout_s=spec.timeout_s, retries=spec.retries) as worker:
         yield worker
+
+
+def describe_vlm(df, worker, params):
+    return runner.apply(through(describe_work(params.describe, params.seed), worker), df)
 
 
 def _image(size, color, fmt="WEBP") -> bytes:
@@ -76,14 +83,14 @@ def test_one_record_per_image_and_each_failure_counted_with_its_reason(params, w
 
 
 def test_describe_on_ray_gives_the_local_records(params, worker, tmp_path):
-    """The same images through ray.data.llm (describe.engine ray: image preparation and Qwen's chat template in the
+    """The same images through ray.data.llm (executor ray: image preparation and Qwen's chat template in the
     processor's stages, the engine in .venv-vllm's Python, a 2-CPU local cluster): the same statuses, errors'
     kinds and provenance, row for row (the noise text itself is not compared)."""
     import ray
 
     from stylemap import shards
     from stylemap.files import write_atomic
-    from stylemap.teacher import ray_llm
+    from stylemap.runner import Executor
 
     df = _images(params)
     write_atomic(df, tmp_path / "in/shard-00000.parquet")
@@ -91,7 +98,8 @@ def test_describe_on_ray_gives_the_local_records(params, worker, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         job = shards.Job("t", shards.shard_files(tmp_path / "in"), tmp_path / "out", {})
-        stats = ray_llm.describe_shards([job], params, shard_size=3, schema="describe")["t"]
+        stats = runner.run(describe_work(params.describe, params.seed), [job],
+                           Executor("ray", shards_in_flight=1, block_rows=2), shard_size=3)["t"]
     finally:
         ray.shutdown()
     remote = shards.read_dir(tmp_path / "out")

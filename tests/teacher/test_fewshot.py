@@ -6,20 +6,28 @@ import json
 import pandas as pd
 import pytest
 
-from stylemap.params import REPO
-from stylemap.teacher.tasks import fewshot_messages, fewshot_template, label_llm
-from stylemap.testing import make_params
+from stylemap import runner
+from stylemap.paths import REPO
+from stylemap.teacher import client
+from stylemap.teacher.label import fewshot_messages, fewshot_template, label_work
+from tests.support.fixtures import make_params
 
 FEWSHOT = REPO / "stylemap/teacher/prompts/label_fewshot.txt"
 
 
 class RecordingWorker:
-    """Stands in for a vLLM engine: records the requests, answers every one with the same JSON."""
+    """Stands in for the vLLM worker: records the requests, answers every one with the same JSON."""
 
     vllm_version = "test"
 
-    def __init__(self):
+    def __init__(self, *_, **__):
         self.requests: list[dict] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
 
     def generate(self, requests, sampling):
         self.requests += requests
@@ -49,11 +57,15 @@ def test_a_template_without_the_final_description_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("prompt", ["completion", "chat"])
-def test_label_llm_sends_the_prompt_form_its_params_ask_for(prompt, taxonomy):
+def test_label_llm_sends_the_prompt_form_its_params_ask_for(prompt, taxonomy, monkeypatch):
+    def label(p, worker):
+        monkeypatch.setattr(client, "VllmWorker", lambda *a, **kw: worker)
+        return runner.apply(label_work(p.label, p.seed, p.label.model, taxonomy, FEWSHOT), df)
+
     p = make_params({"label.prompt": prompt})
     worker = RecordingWorker()
     df = pd.DataFrame({"image_id": ["s/a", "s/b"], "description": ["a harbour at dawn", "a cat"], "status": "ok"})
-    out = label_llm(df, worker, p, taxonomy, FEWSHOT)
+    out = label(p, worker)
     assert out["llm_styles"].map(list).tolist() == [["watercolor", "impressionism"]] * 2
     if prompt == "chat":
         assert [r["messages"][-1]["content"] for r in worker.requests] == ["Description: a harbour at dawn",
@@ -61,6 +73,5 @@ def test_label_llm_sends_the_prompt_form_its_params_ask_for(prompt, taxonomy):
     else:
         assert all(r["prompt"].endswith("Description: a cat\nStyles:") or r["prompt"].endswith(
             "Description: a harbour at dawn\nStyles:") for r in worker.requests)
-    other = label_llm(df, RecordingWorker(), make_params({"label.prompt": "chat" if prompt == "completion" else "completion"}),
-                      taxonomy, FEWSHOT)
+    other = label(make_params({"label.prompt": "chat" if prompt == "completion" else "completion"}), RecordingWorker())
     assert other["llm_prompt_hash"].iloc[0] != out["llm_prompt_hash"].iloc[0]  # provenance tells the forms apart

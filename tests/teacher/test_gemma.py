@@ -9,9 +9,13 @@ import subprocess
 import pandas as pd
 import pytest
 
-from stylemap.params import REPO as ROOT
+from stylemap import runner
+from stylemap.paths import REPO as ROOT
 from stylemap.teacher.client import VLLM_PYTHON, VllmWorker
-from stylemap.testing import in_vllm_venv, make_params
+from stylemap.teacher.label import label_work
+from tests.support.engines import through
+from tests.support.fixtures import in_vllm_venv, make_params
+
 pytestmark = [pytest.mark.slow,  # starts a vLLM engine
               pytest.mark.skipif(not VLLM_PYTHON.exists(), reason=f"{VLLM_PYTHON} missing: run bash .ci/setup-vllm")]
 
@@ -49,8 +53,17 @@ def params(gemma_dir):
 
 @pytest.fixture(scope="module")
 def worker(params):
-    with VllmWorker.for_labels(params, params.label.model) as w:
+    spec = _work(params, None).inference
+    with VllmWorker(spec.vllm_args, timeout_s=spec.timeout_s, retries=spec.retries) as w:
         yield w
+
+
+def _work(params, taxonomy):
+    return label_work(params.label, params.seed, params.label.model, taxonomy, ROOT / params.label.fewshot)
+
+
+def label_llm(df, worker, params, taxonomy):
+    return runner.apply(through(_work(params, taxonomy), worker), df)
 
 
 def test_converted_model_matches_gguf_greedy_tokens(worker, gemma_gguf, gemma_dir):
@@ -94,10 +107,8 @@ def _descriptions() -> pd.DataFrame:
 
 
 def test_label_llm_end_to_end(worker, params, taxonomy):
-    from stylemap.teacher.tasks import label_llm
-
     df = _descriptions()
-    out = label_llm(df, worker, params, taxonomy, ROOT / params.label.fewshot)
+    out = label_llm(df, worker, params, taxonomy)
     assert out["image_id"].tolist() == df["image_id"].tolist()
     assert out["llm_status"].tolist()[4:7] == ["skipped_no_description", "skipped_no_description", "failed"]
     assert "maximum context length" in out["llm_error"].iloc[6]
@@ -110,12 +121,12 @@ def test_label_llm_end_to_end(worker, params, taxonomy):
     assert ok["llm_styles"].map(len).sum() > 0  # the few-shot prompt yields taxonomy names at all
     assert out["vllm_version"].iloc[0] == "0.32.0" and len(out["llm_prompt_hash"].iloc[0]) == 64
     assert json.loads(out["llm_sampling"].iloc[0])["json_schema"]["properties"]["styles"]["minItems"] == 3
-    again = label_llm(df, worker, params, taxonomy, ROOT / params.label.fewshot)  # greedy + seeded: identical labels
+    again = label_llm(df, worker, params, taxonomy)  # greedy + seeded: identical labels
     assert again["llm_raw"].map(list).tolist() == out["llm_raw"].map(list).tolist()
 
 
 def test_label_on_ray_gives_the_local_labels(worker, params, taxonomy, tmp_path):
-    """The same descriptions through ray.data.llm (engine ray, a local 2-CPU Ray cluster, the engine in
+    """The same descriptions through ray.data.llm (executor ray, a local 2-CPU Ray cluster, the engine in
     .venv-vllm's Python) and through the local worker: the same statuses, failures, schema and provenance.
     The labels themselves are compared, not required equal: greedy decoding is deterministic for one batch
     composition, but the engines batch differently (local: the whole shard; Ray: `batch_size` rows with
@@ -124,17 +135,16 @@ def test_label_on_ray_gives_the_local_labels(worker, params, taxonomy, tmp_path)
 
     from stylemap import shards
     from stylemap.files import write_atomic
-    from stylemap.teacher import ray_llm
-    from stylemap.teacher.tasks import label_llm
+    from stylemap.runner import Executor
 
     df = pd.concat([_descriptions()] * 2, ignore_index=True).assign(image_id=[f"t/{i:02d}" for i in range(16)])
     write_atomic(df, tmp_path / "in/shard-00000.parquet")
-    local = label_llm(df, worker, params, taxonomy, ROOT / params.label.fewshot)
+    local = label_llm(df, worker, params, taxonomy)
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         job = shards.Job("t", shards.shard_files(tmp_path / "in"), tmp_path / "out", {})
-        stats = ray_llm.label_shards([job], params, params.label.model, taxonomy, ROOT / params.label.fewshot,
-                                     shard_size=5, schema="llm_labels")["t"]
+        stats = runner.run(_work(params, taxonomy), [job], Executor("ray", shards_in_flight=2, block_rows=4),
+                           shard_size=5)["t"]
     finally:
         ray.shutdown()
     remote = shards.read_dir(tmp_path / "out")
@@ -159,7 +169,7 @@ def test_label_stage_killed_mid_run_resumes_without_redoing_shards(gemma_dir, tm
 
     from stylemap import shards
     from stylemap.files import write_atomic
-    from stylemap.testing import write_params
+    from tests.support.fixtures import write_params
 
     write_params(tmp_path, {"label": {"model": str(gemma_dir), "shard_size": 8, "batch_size": 8, "llm_subset": 0}})
     texts = [f"A {w} of a lighthouse on a cliff at dusk, seen from the sea, version {i}" for i, w in

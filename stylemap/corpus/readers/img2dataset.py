@@ -27,8 +27,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from stylemap.corpus import local
-from stylemap.corpus.formats import CorpusError, MemberError, safe_member_name, with_row_columns
+import stylemap.corpus.readers.local as local
+from stylemap.corpus.readers.base import CorpusError, MemberError, safe_member_name, with_row_columns
 from stylemap.params import Source
 
 IMAGE_EXTS = ("jpg", "png", "webp")  # --encode_format: the image's member suffix, or its column in the parquet format
@@ -38,7 +38,7 @@ SHARD = re.compile(r"(\d+)\.parquet")
 
 
 class Corpus:
-    """An img2dataset output folder (the formats.Reader interface)."""
+    """An img2dataset output folder (the base.Reader interface)."""
 
     def __init__(self, src: Source):
         self.layout = src.layout

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import features
 
-from stylemap.corpus.formats import CorpusError, MemberError
+from stylemap.corpus.readers.base import CorpusError, MemberError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff",
                   *([".avif"] if features.check_module("avif") else [])}

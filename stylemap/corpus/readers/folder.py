@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap.corpus import local
-from stylemap.corpus.formats import CorpusError, safe_member_name, with_row_columns
+import stylemap.corpus.readers.local as local
+from stylemap.corpus.readers.base import CorpusError, safe_member_name, with_row_columns
 from stylemap.params import Source
 
 PART_SIZE = 1000  # images per part, as many as a DiffusionDB part holds
@@ -24,7 +24,7 @@ PROMPT_FILES = ("prompts.csv", "prompts.jsonl")
 
 
 class Corpus:
-    """A folder of images with optional prompts (the formats.Reader interface)."""
+    """A folder of images with optional prompts (the base.Reader interface)."""
 
     def __init__(self, src: Source):
         self.root = Path(src.path)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap.corpus import hub, local
-from stylemap.corpus.formats import CorpusError, MemberError, with_row_columns
+import stylemap.corpus.readers.local as local
+from stylemap.corpus import hub
+from stylemap.corpus.readers.base import CorpusError, MemberError, with_row_columns
 from stylemap.params import Source
 
 METADATA_COLUMNS = ["image_name", "prompt", "part_id", "seed", "step", "cfg", "sampler",
@@ -25,7 +26,7 @@ PART_FIELDS = {"p": "prompt", "se": "seed", "c": "cfg", "st": "step", "sa": "sam
 
 
 class Corpus:
-    """A DiffusionDB 2M or Large corpus (the formats.Reader interface)."""
+    """A DiffusionDB 2M or Large corpus (the base.Reader interface)."""
 
     def __init__(self, src: Source):
         self.src = src

@@ -1,11 +1,11 @@
-"""Test and bench fixtures, shipped with the library so tests and bench/ share them (bench never imports tests/).
+"""Test and bench fixtures (tests/ and bench/ both import them).
 
 - `make_params` / `write_params`: the one params builder: the repository's params.yaml with dotted-key
   overrides, validated (and written into a temporary project directory for stages to read).
 - `horde_rows` / `write_journeydb`: the shared Horde images, and a JourneyDB tree packed from any rows, so the
   corpus readers are tested and benchmarked on real generated images.
 - `write_diffusiondb`: a DiffusionDB-shaped corpus of any size whose rows are kept or rejected at known rates,
-  for the Hub sampling tests and bench/bench_download.py (served by `stylemap.hub_server`).
+  for the Hub sampling tests and bench/bench_download.py (served by `tests.support.hub_server`).
 - Four visually distinct styles drawn with numpy, written as real sample shards and balance recipes
   (`make_project`), and a randomly initialised open_clip checkpoint for the production loading path.
 """
@@ -26,7 +26,9 @@ import yaml
 from PIL import Image, ImageFilter
 
 from stylemap import schemas
-from stylemap.params import REPO, Params, merge, parse, resolve
+from stylemap.params import Params
+from stylemap.paths import REPO
+from stylemap.profile import merge, parse, resolve
 
 HORDE = REPO.parent / "shared/data/horde-diffusiondb"
 STYLES = ["pixel_art", "poster", "sketch", "watercolor"]
@@ -96,7 +98,7 @@ def sample_frame(source: str, per_style: int, seed: int = 0, per_prompt: int = 2
 def raw_params(overrides: dict | None = None, replace: dict | None = None) -> dict:
     """The repository's params.yaml with `overrides` merged in and `replace`'s top-level keys set whole.
 
-    `overrides` keys may be dotted ({"embed.workers": 0}) or nested ({"embed": {"workers": 0}})."""
+    `overrides` keys may be dotted ({"embed.loader_workers": 0}) or nested ({"embed": {"loader_workers": 0}})."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     for key, value in (overrides or {}).items():
         *path, last = key.split(".")
@@ -139,7 +141,7 @@ def make_project(root: Path, per_style: int = 10, n_augmented: int = 8, corrupt:
     copies = recipes.sample(n=n_augmented, random_state=1).assign(aug_seed=rng.integers(0, 2**31, n_augmented))
     recipes = pd.concat([recipes, copies], ignore_index=True)
     schemas.write("recipes", recipes, root / "data/balance/recipes.parquet")
-    params = {"embed.workers": 0, "embed.shard_size": 16, "embed.batch_size": 8, **(overrides or {})}
+    params = {"embed.loader_workers": 0, "embed.shard_size": 16, "embed.batch_size": 8, **(overrides or {})}
     return write_params(root, params), frame
 
 
@@ -255,7 +257,7 @@ def write_diffusiondb(root: Path, parts: int, per_part: int, seed: int = 0, side
 def write_journeydb(root: Path, lines: list, parts: dict[int, dict], split: str = "train") -> Path:
     """A JourneyDB tree at root: `lines` (dicts, or text written as is: a malformed line) in the split's annotation
     tgz, and parts {part_id: {member name: bytes, or a TarInfo for a link/directory}} as data/<split>/imgs/NNN.tgz."""
-    from stylemap.corpus.journeydb import ANNOTATIONS
+    from stylemap.corpus.readers.journeydb import ANNOTATIONS
 
     folder = root / "data" / split
     (folder / "imgs").mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ Sizes follow vLLM's CPU limits: its attention backend takes head sizes 32-512 on
 are capped at MAX_PIXELS, so each costs at most 4 image tokens and the tests stay quick.
 The tokenizer has Qwen's special tokens over printable ASCII (build_tokenizer says why).
 
-Runs in .venv-vllm: `.venv-vllm/bin/python stylemap/teacher/tiny_vlm.py DEST` (tests and bench/bench_labels.py run it).
+Runs in .venv-vllm: `.venv-vllm/bin/python tests/support/tiny_vlm.py DEST` (tests and bench/bench_labels.py run it).
 """
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stylemap.corpus import local
-from stylemap.corpus.formats import CorpusError, MemberError, safe_member_name, with_row_columns
+import stylemap.corpus.readers.local as local
+from stylemap.corpus.readers.base import CorpusError, MemberError, safe_member_name, with_row_columns
 from stylemap.params import Source
 
 ANNOTATIONS = {"train": "train_anno_realease_repath.jsonl.tgz", "valid": "valid_anno_repath.jsonl.tgz"}
@@ -35,7 +35,7 @@ ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
 class Corpus:
-    """One split of a local JourneyDB download (the formats.Reader interface; `src.layout` is the split).
+    """One split of a local JourneyDB download (the base.Reader interface; `src.layout` is the split).
 
     Members of a tgz that no annotation names are counted when `open_part` lists that tgz, so
     `unexpected_files` covers the parts this run opened: listing every tgz again would decompress the corpus."""

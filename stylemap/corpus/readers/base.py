@@ -1,4 +1,4 @@
-"""One interface over every published corpus layout, so sampling and its filters are written once.
+"""The interface every corpus reader gives, so sampling and its filters are written once.
 
 A corpus is a table of rows (one per image it claims to hold, with its prompt and generation metadata)
 and parts, each holding some of the images: a DiffusionDB zip, a JourneyDB tgz, an img2dataset tar or
@@ -70,12 +70,3 @@ def with_row_columns(frame: pd.DataFrame) -> pd.DataFrame:
         if column not in out.columns:
             out[column] = "" if column in ("reject", "reject_detail") else None
     return out[ROW_COLUMNS]
-
-
-def open_corpus(src) -> Reader:
-    """The reader for a source's `format` (params.Source)."""
-    from stylemap.corpus import diffusiondb, folder, img2dataset, journeydb
-
-    readers = {"diffusiondb": diffusiondb.Corpus, "journeydb": journeydb.Corpus, "img2dataset": img2dataset.Corpus,
-               "folder": folder.Corpus}
-    return readers[src.format](src)

@@ -1,0 +1,69 @@
+"""The Ray executor streams: a stage whose inputs are four times the object store finishes, spills nothing,
+and keeps the store's peak use under its bound, on a local cluster. The bound: `ray.shards_in_flight` parts are
+between their read and their return at once, and Ray frees a consumed block by reference counting, after the
+rows it fed are back, so the store holds at most twice that window's input bytes (measured: exactly twice at
+windows of 2 and 3)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stylemap import runner, shards
+from stylemap.files import write_atomic
+from stylemap.runner import Executor, Work
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # starts a Ray cluster
+
+MiB = 1 << 20
+ROW_BYTES, SHARD_ROWS, SHARDS = 2 * MiB, 4, 48  # 384 MiB of inputs
+STORE = 96 * MiB  # the object store's cap: a quarter of the inputs
+IN_FLIGHT = 2
+
+
+def _store_stats():
+    from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+    return get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address)).store_stats
+
+
+def test_a_stage_streams_through_an_object_store_smaller_than_its_inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(SHARDS // 4):  # input files of 4 shards each: parts cross file boundaries' row ranges
+        rows = range(i * 4 * SHARD_ROWS, (i + 1) * 4 * SHARD_ROWS)
+        write_atomic(pd.DataFrame({"image_id": [f"s/{k}" for k in rows],
+                                   "image_bytes": [rng.bytes(ROW_BYTES) for _ in rows]}),
+                     tmp_path / f"in/shard-{i:05d}.parquet")
+    total = sum(f.stat().st_size for f in shards.shard_files(tmp_path / "in"))
+    work = Work("stream", ["image_id", "image_bytes"], lambda rows: rows, schema=None,
+                prepare=lambda rows: pd.DataFrame({"image_id": rows["image_id"],
+                                                   "n": rows["image_bytes"].map(len).astype("int64")}))
+    parts = [(part, part.count()) for part in shards.parts(shards.shard_files(tmp_path / "in"), SHARD_ROWS)]
+    bound = 2 * IN_FLIGHT * SHARD_ROWS * ROW_BYTES
+    ray.init(num_cpus=2, object_store_memory=STORE, include_dashboard=False)
+    peak, done = [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], _store_stats().object_store_bytes_used)
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        out = list(runner.stream(work, parts, Executor("ray", shards_in_flight=IN_FLIGHT, block_rows=2)))
+        done.set()
+        watcher.join()
+        spilled = _store_stats().spilled_bytes_total
+    finally:
+        done.set()
+        ray.shutdown()
+    rows = pd.concat([frame for _, frame in out], ignore_index=True)
+    assert rows["image_id"].tolist() == [f"s/{k}" for k in range(SHARDS * SHARD_ROWS)]  # every row once, in order
+    assert (rows["n"] == ROW_BYTES).all()
+    print(f"inputs {total / MiB:.0f} MiB, store cap {STORE / MiB:.0f} MiB, bound {bound / MiB:.0f} MiB, "
+          f"peak store use {peak[0] / MiB:.1f} MiB, spilled {spilled / MiB:.1f} MiB")
+    assert total > 3 * STORE and spilled == 0 and 0 < peak[0] <= bound + MiB  # + the driver's own small objects
