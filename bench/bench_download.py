@@ -46,7 +46,7 @@ from tests.support.hub_server import HubServer  # noqa: E402
 
 def child(spec: dict) -> None:
     """Run in a fresh process: sample one source and print what the parent cannot see (time, peak RSS)."""
-    s = make_params({"sample": {"n": spec["n"], "workers": spec["workers"]}}).sample
+    s = make_params({"sample": {"n": spec["n"], "parts_in_flight": spec["workers"]}}).sample
     start = time.perf_counter()
     result = sample_source("bench", Source(**spec["source"]), s, 0, Path(spec["out"]), "bench")
     hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))  # this process only

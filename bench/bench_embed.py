@@ -5,7 +5,7 @@ Prints, from one run on this machine:
   2. stage img/s / naive per-image loop img/s                   (goal >= 2x)
   3. peak RSS of embedding 10*N images / of N images            (goal <= 1.2x)
 for open_clip ViT-B-32 with RANDOM weights (speed only: the vectors mean nothing) and for style_stats.
-"stage" is the embed stage's shard runner (map_shards + embed_frame) with the encoder already loaded;
+"stage" is the embed stage's runner (runner.run + embed_work) with the encoder already loaded;
 the RSS figure runs the whole stage, `python -m stages.embed`, in a fresh process.
 The corpus is synthetic: random crops of scikit-image photos, resized to 512 px, stored as PNG
 like DiffusionDB. Usage: python bench/bench_embed.py [--n 96] [--rss-n 100] [--workers 1]
@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO))
 from stylemap import paths, schemas, shards  # noqa: E402
 from stylemap.corpus.images import decode_rgb  # noqa: E402
 from stylemap.files import write_atomic  # noqa: E402
-from stylemap.model.embedding import embed_frame  # noqa: E402
+from stylemap import runner  # noqa: E402
+from stylemap.model.embedding import EncoderSpec, embed_work, original_rows  # noqa: E402
 from stylemap.model.encoders import load_encoder  # noqa: E402
 from stylemap.params import Params  # noqa: E402
 from tests.support.fixtures import make_params, save_random_clip, write_params  # noqa: E402
@@ -76,17 +77,18 @@ BENCH_SOURCE = {"sources": {"bench": {"kind": "local", "path": "unused"}}, "trai
 
 def bench_overrides(backend: str, arch: str, pretrained: str, workers: int, batch_size: int) -> dict:
     """params.yaml overrides for the encoder under test."""
-    return {"embed": {"backend": backend, "arch": arch, "pretrained": pretrained, "workers": workers,
+    return {"embed": {"backend": backend, "arch": arch, "pretrained": pretrained, "loader_workers": workers,
                       "batch_size": batch_size}}
 
 
 def embed_stage(root: Path, p: Params, encoder) -> int:
     """What the embed stage runs for each source (stages/embed.py), on root's `bench` source; rows kept."""
     out = root / paths.EMBED / "bench"
-    shards.map_shards(shards.shard_files(root / paths.SAMPLE / "bench"), out,
-                      lambda df: embed_frame(df.assign(aug_seed=-1), encoder, p.embed),
-                      shard_size=p.embed.shard_size, params={"backend": p.embed.backend}, schema="embed",
-                      columns=["image_id", "image_bytes"], desc="embed bench")
+    job = shards.Job("bench", shards.shard_files(root / paths.SAMPLE / "bench"), out, {"backend": p.embed.backend},
+                     expand=original_rows)
+    spec = EncoderSpec(lambda: encoder, p.embed.batch_size, 0, 0, loaded=encoder)
+    runner.run(embed_work(spec, encoder.preprocess, None), [job], runner.executor_for("local", p.ray, p.embed.loader_workers),
+               shard_size=p.embed.shard_size)
     return int(shards.read_dir(out, columns=["error"])["error"].eq("").sum())
 
 

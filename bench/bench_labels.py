@@ -1,6 +1,6 @@
 """CPU throughput of the vLLM teacher: label (Gemma 3 270M) and describe (tiny random Qwen2.5-VL) images/s.
 
-Each is timed through the production path (VllmWorker + label_llm / describe_vlm) with params.yaml;
+Each is timed through the production path (the stage's work on an open VllmWorker) with params.yaml;
 engine start-up is reported apart from steady-state throughput (one warm-up batch is excluded).
 Label inputs: generation prompts of the shared Horde corpus standing in for descriptions (the CPU
 profile's `prompt` backend does exactly that), else a fixed sentence. Describe uses synthetic images:
@@ -27,8 +27,11 @@ sys.path.insert(0, str(ROOT))
 from stylemap.labels.taxonomy import load_taxonomy  # noqa: E402
 from stylemap.paths import Project  # noqa: E402
 from stylemap.profile import load  # noqa: E402
+from stylemap import runner  # noqa: E402
 from stylemap.teacher.client import VLLM_PYTHON, VllmWorker  # noqa: E402
-from stylemap.teacher.tasks import describe_vlm, label_llm  # noqa: E402
+from stylemap.teacher.describe import describe_work  # noqa: E402
+from stylemap.teacher.label import label_work  # noqa: E402
+from tests.support.engines import through  # noqa: E402
 from tests.support.fixtures import HORDE, make_params  # noqa: E402
 
 HORDE_METADATA = HORDE / "metadata.parquet"
@@ -61,6 +64,11 @@ def timed(worker_factory, run, df: pd.DataFrame, warmup: int) -> tuple[float, fl
         return ready, len(df) / (time.perf_counter() - t)
 
 
+def _worker(work):
+    spec = work.inference
+    return VllmWorker(spec.vllm_args, timeout_s=spec.timeout_s, retries=spec.retries)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=48)
@@ -68,13 +76,15 @@ def main() -> None:
     p, project = load(ROOT), Project(ROOT)
     taxonomy, fewshot = load_taxonomy(project.find(p.label.taxonomy)), project.find(p.label.fewshot)
     model = Project(ROOT).model(p.label.model)  # as the label stage resolves it
-    start, rate = timed(lambda: VllmWorker.for_labels(p, model), lambda df, w: label_llm(df, w, p, taxonomy, fewshot),
+    label = label_work(p.label, p.seed, model, taxonomy, fewshot)
+    start, rate = timed(lambda: _worker(label), lambda df, w: runner.apply(through(label, w), df),
                         descriptions(args.n), p.label.batch_size)
     print(f"label    Gemma 3 270M   engine start {start:6.1f} s   {rate:6.2f} images/s  (batch {p.label.batch_size})")
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([str(VLLM_PYTHON), TINY_VLM, f"{tmp}/vlm"], cwd=ROOT, check=True, capture_output=True)
-        q = make_params({"describe.model": f"{tmp}/vlm"})
-        start, rate = timed(lambda: VllmWorker.for_descriptions(q), lambda df, w: describe_vlm(df, w, q),
+        q = make_params({"describe.model": f"{tmp}/vlm", "describe.describer": "vlm"})
+        describe = describe_work(q.describe, q.seed)
+        start, rate = timed(lambda: _worker(describe), lambda df, w: runner.apply(through(describe, w), df),
                             images(args.n), q.describe.batch_size)
     print(f"describe tiny Qwen2.5-VL engine start {start:6.1f} s   {rate:6.2f} images/s  "
           f"(batch {q.describe.batch_size}, {q.describe.max_tokens} max tokens)")

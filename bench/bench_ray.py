@@ -23,25 +23,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_embed import BENCH_SOURCE, machine, make_corpus  # noqa: E402
-from stylemap import paths, shards  # noqa: E402
-from stylemap.model import ray_embed  # noqa: E402
-from stylemap.model.embedding import embed_frame, original_rows  # noqa: E402
+from stylemap import paths, runner, shards  # noqa: E402
+from stylemap.model.embedding import EncoderSpec, embed_work, original_rows  # noqa: E402
 from stylemap.model.encoders import load_encoder  # noqa: E402
 from tests.support.fixtures import make_params, save_random_clip  # noqa: E402
 
 
 def run(root: Path, p, engine: str) -> float:
-    """Seconds to embed every sample shard under root with `engine` (encoder loaded before timing)."""
+    """Seconds to embed every sample shard under root on executor `engine` (encoder loaded before timing)."""
     out = root / f"embed-{engine}"
     shutil.rmtree(out, ignore_errors=True)
     jobs = [shards.Job("bench", shards.shard_files(root / paths.SAMPLE / "bench"), out, {}, expand=original_rows)]
     encoder = load_encoder(p.embed)
-    args = dict(shard_size=p.embed.shard_size, schema="embed", columns=["image_id", "image_bytes"], desc=f"{engine}")
+    spec = EncoderSpec(lambda: load_encoder(p.embed), p.embed.batch_size, p.embed.replicas, p.embed.num_gpus,
+                       loaded=encoder)
     start = time.perf_counter()
-    if engine == "ray":
-        ray_embed.embed_shards(jobs, p.embed, lambda: load_encoder(p.embed), encoder.preprocess, **args)
-    else:
-        shards.map_jobs(jobs, lambda df: embed_frame(df, encoder, p.embed), **args)
+    runner.run(embed_work(spec, encoder.preprocess, None), jobs,
+               runner.executor_for(engine, p.ray, p.embed.loader_workers), shard_size=p.embed.shard_size)
     return time.perf_counter() - start
 
 
@@ -61,7 +59,7 @@ def main() -> None:
         for backend, arch, pretrained in [("open_clip", "ViT-B-32", clip), ("style_stats", "", "")]:
             p = make_params({**BENCH_SOURCE, "embed": {
                 "backend": backend, "arch": arch, "pretrained": pretrained, "batch_size": 32, "shard_size": 64,
-                "workers": 1, "replicas": cores}})  # local: 1 decode worker + this process; Ray: one actor per core
+                "loader_workers": 1, "replicas": cores}})  # local: 1 decode worker + this process; Ray: one actor per core
             run(root, p, "ray")  # warm: actor start-up and first-call costs are paid once per cluster
             local, on_ray = run(root, p, "local"), run(root, p, "ray")
             print(f"{backend}: local {args.n / local:.1f} img/s, Ray {args.n / on_ray:.1f} img/s, "

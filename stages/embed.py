@@ -38,7 +38,7 @@ def main(root: str | Path = ".", encoder=None) -> dict:
     identity = {"backend": p.embed.backend, "arch": p.embed.arch, "pretrained": p.embed.pretrained}
     code = code_fingerprint("embed", root)
     metrics: dict = {"backend": p.embed.backend, "arch": p.embed.arch if p.embed.backend == "open_clip" else "",
-                     "dim": encoder.dim, "sources_present": 0, "sources_absent": 0}
+                     "dim": encoder.dim, "sources_present": 0}
     jobs = []
     for source in sorted(p.sources):
         if source == paths.AUGMENTED:
@@ -47,8 +47,7 @@ def main(root: str | Path = ".", encoder=None) -> dict:
         if files:
             jobs.append(shards.Job(source, files, embed_dir / source, {**identity, "code": code}, expand=original_rows))
         else:
-            metrics["sources_absent"] += 1
-            metrics[f"{source}.absent"] = 1
+            metrics[f"{source}.absent"] = True
     metrics["sources_present"] = len(jobs)
 
     recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "aug_seed"])

@@ -24,7 +24,7 @@ def main(root: str | Path = ".") -> dict:
     executor = runner.executor_for(p.predict.executor, p.ray)
     out_dir = project.path(paths.PREDICT)
     shutil.rmtree(out_dir, ignore_errors=True)  # no stale file of a platform that is now absent
-    metrics: dict = {"platforms_present": 0, "platforms_absent": 0}
+    metrics: dict = {"platforms_present": 0}
     styles, ambiguity, rejects = [], [], []
     for platform in p.platforms:
         files = shards.shard_files(project.path(paths.EMBED, platform))
@@ -32,7 +32,6 @@ def main(root: str | Path = ".") -> dict:
             if not p.sources[platform].optional:
                 raise FileNotFoundError(f"platforms: {platform!r} is a required source but {paths.EMBED}/{platform} "
                                         "has no shards")
-            metrics["platforms_absent"] += 1
             metrics[f"{platform}.absent"] = True
             continue
         out = out_dir / f"{platform}.parquet"

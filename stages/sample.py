@@ -30,7 +30,7 @@ def main(root: str | Path = ".") -> dict:
         if name == p.train_source:
             raise CorpusError(f"train_source {name!r} is absent ({p.sources[name].path} does not exist or is empty): "
                               "nothing to train on")
-    metrics: dict = {"absent_sources": absent}
+    metrics: dict = {name: {"absent": True} for name in absent}  # shown as `<name>.absent: true`, as every stage
     code = code_fingerprint("sample", root)
     rejects: list[pd.DataFrame] = []
     resolved = {name: src.model_copy(update={"path": str(project.root / src.path)}) if src.kind == "local" else src

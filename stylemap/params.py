@@ -127,10 +127,6 @@ class Teacher(Strict):
             raise ValueError(f"replicas {self.replicas} needs executor: ray (executor: local runs one vLLM engine)")
         return self
 
-    @property
-    def gpus_per_replica(self) -> int:
-        return int(self.vllm_args.get("tensor_parallel_size", 1))
-
 
 class Describe(Teacher):
     describer: Literal["prompt", "vlm"]

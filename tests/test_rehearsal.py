@@ -8,17 +8,17 @@ dep). What runs is production's, except where a CPU cannot:
   stand-in for the Hub and its CDN on localhost, `endpoint` pointed at it) from a DiffusionDB-2M-shaped corpus
   (`testing.write_diffusiondb`: 4 parts x 24 rows, some rejectable); `diffusiondb` 20 kept images,
   `diffusiondb_analysis` 10, `exclude: [diffusiondb]`. `playgroundai` and `journeydb` stay absent (optional).
-- **describe**: `backend: vlm`, `engine: ray` (ray.data.llm on the local Ray cluster the stage starts) with the
+- **describe**: `describer: vlm`, `executor: ray` (ray.data.llm on the local Ray cluster the stage starts) with the
   tiny random Qwen2.5-VL (`tests/support/tiny_vlm.py`: production's architecture, processors and chat template),
   greedy as in production. Its text is noise, and greedy noise never ends before `max_tokens`: every row would be
   `truncated` and label would have nothing to label. So the test scales the end token's row of the tiny model's
   `lm_head` by EOS_BOOST (measured: x1.0 never ends, x1.1 and up ends after one character), and every answer is
   one noise character then the end: status `ok`. (Sampling at temperature > 0 instead is not possible on
   vLLM-CPU: a seeded sampled request kills the engine, `CPU Generator does not use offset`.)
-- **label**: `prompt: chat` on `engine: ray` with the real Gemma 3 270M (converted once per test session) plus
+- **label**: `prompt: chat` on `executor: ray` with the real Gemma 3 270M (converted once per test session) plus
   Gemma 3's chat template, which the base model's tokenizer lacks (written by the test, as tiny_vlm ships Qwen's).
 - **convert_llm** converts nothing: production's label.model is a Hub model.
-- **embed**: open_clip `ViT-L-14-quickgelu` on `engine: ray` with a random checkpoint (`testing.save_random_clip`,
+- **embed**: open_clip `ViT-L-14-quickgelu` on `executor: ray` with a random checkpoint (`fixtures.save_random_clip`,
   the `pretrained`-is-a-file path), `num_gpus: 0`.
 - then train, evaluate, predict, audit, quantify, map, report, as in production.
 
@@ -76,12 +76,12 @@ def overrides(endpoint: str, tiny_vlm: Path, chat_model: Path, clip: Path) -> di
     hub = {"endpoint": endpoint}
     return {
         "sources": {"diffusiondb": {**hub, "n": 20}, "diffusiondb_analysis": {**hub, "n": 10}},
-        "sample": {"n": 20, "workers": 2, "shard_size": 16},
+        "sample": {"n": 20, "parts_in_flight": 2, "shard_size": 16},
         "describe": {"model": str(tiny_vlm), "max_tokens": 16, "batch_size": 8,
                      "shard_size": 16, "timeout_s": 300},
         "label": {"model": str(chat_model), "batch_size": 8, "shard_size": 16, "timeout_s": 300},
         "balance": {"min_count": 2, "cap": 100, "target": 4},
-        "embed": {"pretrained": str(clip), "batch_size": 16, "workers": 1, "num_gpus": 0, "shard_size": 16},
+        "embed": {"pretrained": str(clip), "batch_size": 16, "loader_workers": 1, "num_gpus": 0, "shard_size": 16},
         "evaluate": {"kmeans_k": 1},
         "map": {"fit_sample": 10},
     }
@@ -173,7 +173,7 @@ def rehearsal(tmp_path_factory, gemma_dir):
     with HubServer(work / "hub") as hub:
         profile = repo / "stylemap/profiles/production.yaml"
         production = merge(yaml.safe_load(profile.read_text()), overrides(hub.endpoint, tiny, chat, clip))
-        params["describe"]["backend"] = production["describe"].pop("backend")  # docstring: run 2 changes it
+        params["describe"]["describer"] = production["describe"].pop("describer")  # docstring: run 2 changes it
         profile.write_text(yaml.safe_dump(production, sort_keys=False))
         write_yaml(repo / "params.yaml", params)
         sh("git init -q && git add -A && git commit -qm init", repo)
@@ -183,7 +183,7 @@ def rehearsal(tmp_path_factory, gemma_dir):
         timings["run1_s"] = time.monotonic() - start
         shutil.copytree(repo / "data/describe", run1 / "describe")
         shutil.copy2(repo / "metrics/describe.json", run1)
-        write_yaml(repo / "params.yaml", merge(params, {"describe": {"backend": "prompt"}}))
+        write_yaml(repo / "params.yaml", merge(params, {"describe": {"describer": "prompt"}}))
         start = time.monotonic()
         rc, logs[2] = run_logged("dvc repro", repo, work / "run2.log", env)
         timings["run2_s"] = time.monotonic() - start
@@ -220,7 +220,7 @@ def test_hub_sources_were_range_read(rehearsal):
     repo, traffic = rehearsal.repo, rehearsal.traffic
     sample = metrics(repo / "metrics", "sample")
     assert sample["diffusiondb"]["kept"] == 20 and sample["diffusiondb_analysis"]["kept"] == 10
-    assert set(sample["absent_sources"]) == {"playgroundai", "journeydb"}
+    assert sample["playgroundai"] == sample["journeydb"] == {"absent": True}
     assert traffic["resolve"] > 2 and traffic["cdn"] > 30 and traffic["cdn_bytes"] > 0
     train = shards.read_dir(repo / "data/sample/diffusiondb", columns=["image_id"])
     analysis = shards.read_dir(repo / "data/sample/diffusiondb_analysis", columns=["image_id"])
@@ -234,7 +234,7 @@ def test_describe_rows_came_from_the_vlm_on_ray(rehearsal):
     assert set(rows["model"]) == {str(rehearsal.chat.parent / "qwen2_5_vl")}
     assert rows["vllm_version"].notna().all()
     assert rows["status"].eq("ok").all(), rows["status"].value_counts().to_dict()  # EOS_BOOST: answers end
-    assert metrics(rehearsal.run1, "describe")["backend"] == "vlm"
+    assert metrics(rehearsal.run1, "describe")["describer"] == "vlm"
 
 
 def test_chat_labels_of_prompts_train_the_probe(rehearsal):

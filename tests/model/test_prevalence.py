@@ -110,7 +110,7 @@ def test_main_streams_shards_and_reports_absent_platform(tmp_path, monkeypatch):
     params(tmp_path)
     metrics = predict_stage.main(tmp_path)
 
-    assert metrics["horde.absent"] is True and metrics["platforms_absent"] == 1 and metrics["platforms_present"] == 1
+    assert metrics["horde.absent"] is True and metrics["platforms_present"] == 1
     assert (metrics["demo.in"], metrics["demo.kept"], metrics["demo.rejected"]) == (11, 9, 2)
     assert metrics["demo.rejected.augmented"] == 1 and metrics["demo.rejected.bad_embedding"] == 1
     assert metrics["demo.share.anime"] == pytest.approx(6 / 9)  # the uniform demo/8 ties: first class wins
