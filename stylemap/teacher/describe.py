@@ -20,7 +20,7 @@ from PIL import Image
 from stylemap.corpus.images import decode_rgb
 from stylemap.params import Describe
 from stylemap.runner import Work
-from stylemap.teacher.engine import describe_sampling, describe_spec
+from stylemap.teacher.engine import describe_sampling, describe_spec, results_of
 
 DESCRIBE_PROMPT = Path(__file__).resolve().parent / "prompts" / "describe.txt"
 CANNOT_ANALYSE = "CANNOT ANALYSE"  # the describe prompt asks the model to answer exactly this when it cannot
@@ -87,6 +87,7 @@ def requests(df: pd.DataFrame, image_max_side: int) -> pd.DataFrame:
 
 def records(rows: pd.DataFrame, d: Describe, seed: int) -> pd.DataFrame:
     """The describe shard: one row per image from its engine result."""
+    rows = results_of(rows)
     return pd.DataFrame({
         "image_id": rows["image_id"].to_numpy(),
         "description": [(t or "").strip() or None for t in rows["text"]],

@@ -57,6 +57,12 @@ class VllmSpec:
         return ray_llm.generate(ds, self)
 
 
+def results_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """Inferred rows with every missing value as None: rows back from Ray Data come through Arrow, where a null
+    string can arrive as pandas' NA, whose truth value is an error."""
+    return rows.astype(object).where(rows.notna(), None)
+
+
 def describe_spec(d: Describe, seed: int) -> VllmSpec:
     """describe's VLM: one image and no video per prompt, so startup profiling reserves memory for one image."""
     return VllmSpec({"limit_mm_per_prompt": {"image": 1, "video": 0}, **d.vllm_args, "model": d.model,

@@ -17,7 +17,7 @@ from stylemap.labels.taxonomy import Taxonomy
 from stylemap.params import Label
 from stylemap.runner import Work
 from stylemap.teacher.describe import sha256
-from stylemap.teacher.engine import label_sampling, label_spec
+from stylemap.teacher.engine import label_sampling, label_spec, results_of
 
 MAX_RAW_STYLES = 6
 STYLE_SCHEMA = {
@@ -89,6 +89,7 @@ def requests(df: pd.DataFrame, prompt: str, fewshot: Path) -> pd.DataFrame:
 
 def records(rows: pd.DataFrame, lab: Label, seed: int, taxonomy: Taxonomy, fewshot: Path) -> pd.DataFrame:
     """The LLM label shard: raw style names per description and their taxonomy categories."""
+    rows = results_of(rows)
     out = []
     for text, finish, error in zip(rows["text"], rows["finish_reason"], rows["error"]):
         if error == SKIPPED:
