@@ -105,18 +105,6 @@ class Part:
         frame = pa.concat_tables(tables).to_pandas()
         return frame if self.expand is None else self.expand(frame)
 
-    def nbytes(self) -> int:
-        """Its rows' uncompressed size, from the files' footers (no data read): what it takes in memory."""
-        total, first = 0, 0
-        for f, n in zip(self.files, self.rows):
-            meta = pq.ParquetFile(f).metadata
-            for g in range(meta.num_row_groups):
-                group = meta.row_group(g)
-                overlap = min(self.stop, first + group.num_rows) - max(self.start, first)
-                total += max(overlap, 0) * group.total_byte_size // max(group.num_rows, 1)
-                first += group.num_rows
-        return total
-
     def count(self) -> int:
         """Rows the part gives: an `expand` is applied to the image ids alone."""
         return self.stop - self.start if self.expand is None else len(self.read(["image_id"]))
