@@ -2,9 +2,9 @@
 
 The stage process is the Ray *driver*. Its parts (`shards.Part`: a shard's rows of the input files) are read by
 Ray Data read tasks pinned to the driver's node, so workers elsewhere never need `data/` (no shared filesystem),
-and at most `shards_in_flight` parts are read at once: the object store holds a bounded window of the input,
-in blocks of `block_rows` rows, never the whole corpus. Rows stream back to the driver, which hands each part to
-the runner once all its rows are back; so:
+and at most `shards_in_flight` parts' worth of rows are between their read and their return: the object store
+holds a bounded window of the input, in blocks of `block_rows` rows, never the whole corpus. Rows stream back to
+the driver, which hands each part to the runner once all its rows are back; so:
 
 - a shard finished before a crash (even SIGKILL of the driver) is not redone on the rerun;
 - a worker killed mid-run costs only its in-flight blocks: Ray Data restarts the actor and retries them, and
@@ -66,20 +66,26 @@ def task_cpus() -> dict:
 
 
 class Window:
-    """At most `size` parts between their read and their return to the driver: a read task enters before it reads,
-    the driver lets one more in as each part comes back (a Ray actor; Ray Data's own backpressure bounds queues by a
-    share of the whole store, not by parts)."""
+    """At most `capacity` input rows between their read and the pipeline's end: a read task enters with its part's
+    rows before it reads (alone, when the window is empty), the pipeline's last step lets rows out as it ends them
+    (a Ray actor; Ray Data's own backpressure bounds queues by a share of the whole store, not by rows).
+    Rows leave one by one, not as whole parts: Ray Data's first batching step holds rows until it has a batch, so
+    a window that waited for whole parts could hold back the very rows that batch needs."""
 
-    def __init__(self, size: int):
+    def __init__(self, capacity: int):
         import asyncio
 
-        self.free = asyncio.Semaphore(size)
+        self.capacity, self.held, self.changed = capacity, 0, asyncio.Condition()
 
-    async def enter(self) -> None:
-        await self.free.acquire()
+    async def enter(self, rows: int) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: not self.held or self.held + rows <= self.capacity)
+            self.held += rows
 
-    async def leave(self) -> None:
-        self.free.release()
+    async def leave(self, rows: int) -> None:
+        async with self.changed:
+            self.held = max(self.held - rows, 0)
+            self.changed.notify_all()
 
 
 def _source(parts: list[tuple[Part, int]], starts: list[int], columns: list[str] | None, block_rows: int, window):
@@ -88,8 +94,8 @@ def _source(parts: list[tuple[Part, int]], starts: list[int], columns: list[str]
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
 
-    def read(part: Part, start: int):
-        ray.get(window.enter.remote())
+    def read(part: Part, n: int, start: int):
+        ray.get(window.enter.remote(n))
         frame = part.read(columns)
         frame[ROW] = np.arange(start, start + len(frame))
         # a block of its own buffers: a sliced table would carry the whole part's bytes into the store
@@ -101,7 +107,7 @@ def _source(parts: list[tuple[Part, int]], starts: list[int], columns: list[str]
             return None
 
         def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
-            return [ReadTask(lambda part=part, start=start: read(part, start),
+            return [ReadTask(lambda part=part, n=n, start=start: read(part, n, start),
                              BlockMetadata(num_rows=n, size_bytes=None, input_files=None, exec_stats=None))
                     for (part, n), start in zip(parts, starts)]
 
@@ -120,13 +126,21 @@ def stream(parts: list[tuple[Part, int]], columns: list[str] | None, pipeline: C
     parts = [parts[k] for k in index]
     starts = list(np.cumsum([0] + [n for _, n in parts])[:-1])
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    window = ray.remote(num_cpus=0)(Window).options(scheduling_strategy=here).remote(shards_in_flight)
+    window = ray.remote(num_cpus=0)(Window).options(scheduling_strategy=here).remote(
+        shards_in_flight * max(n for _, n in parts))
     ds = ray.data.read_datasource(_source(parts, starts, columns, block_rows, window),
                                   concurrency=shards_in_flight, override_num_blocks=len(parts),
                                   num_cpus=0, ray_remote_args={"scheduling_strategy": here})  # I/O, not compute
     received: dict[int, list[pd.DataFrame]] = defaultdict(list)
     counts: dict[int, int] = defaultdict(int)
-    for batch in pipeline(ds).iter_batches(batch_format="pandas", batch_size=None):
+
+    def done(rows: pd.DataFrame) -> pd.DataFrame:  # on the cluster, not in the driver: the driver's iterator
+        ray.get(window.leave.remote(len(rows)))      # waits for the block after the one it yields
+        return rows
+
+    out = pipeline(ds).map_batches(done, batch_format="pandas", batch_size=None, num_cpus=0,
+                                   scheduling_strategy=here)
+    for batch in out.iter_batches(batch_format="pandas", batch_size=None):
         for k, rows in batch.groupby(np.searchsorted(starts, batch[ROW].to_numpy(), side="right") - 1):
             part, n = parts[k]
             received[k].append(rows)
@@ -136,7 +150,6 @@ def stream(parts: list[tuple[Part, int]], columns: list[str] | None, pipeline: C
             frame = pd.concat(received.pop(k)).sort_values(ROW)
             if counts[k] > n or frame[ROW].duplicated().any():
                 raise ClusterError(f"{desc}: {part.target or k} came back with {counts[k]} rows for {n} (duplicates)")
-            window.leave.remote()
             yield index[k], frame.drop(columns=ROW).reset_index(drop=True)
     missing = [str(part.target or k) for k, (part, n) in enumerate(parts) if counts[k] < n]
     if missing:

@@ -245,8 +245,9 @@ class Map(Strict):
 class Ray(Strict):
     """How the Ray executor streams a stage's input through the object store (README "Ray")."""
 
-    # parts between their read and their return at once; the store then holds <= 2 x this x shard bytes. At 1,
-    # Ray Data's read operator stalls (tests/test_streaming.py): one part is read while another is worked on
+    # parts' worth of input rows between their read and the pipeline's end (README "Ray"; the store peaks above
+    # it: tests/test_streaming.py). At least 2: Ray Data's first batching step holds rows until it has a batch, so
+    # the window must admit a part beside them (the runner checks (this - 1) x shard rows >= the batch size)
     shards_in_flight: int = Field(ge=2)
     block_rows: int = Field(ge=1)  # rows per Ray Data block
 

@@ -50,9 +50,12 @@ def stream(work: Work, parts: list[tuple[Part, int]], executor: Executor) -> Ite
     if executor.kind == "ray":
         from stylemap import cluster
 
-        batch = getattr(work.inference, "batch_size", 1)
-        if executor.shards_in_flight * max(n for _, n in parts) < batch:  # Ray would wait for rows the window holds back
-            raise cluster.ClusterError(f"{work.name}: ray.shards_in_flight x shard rows must reach the batch size {batch}")
+        # Ray Data's first batching step holds rows until it has a batch: the window must still admit the
+        # largest part beside a batch's worth of held rows, or both would wait for each other
+        batch, largest = getattr(work.inference, "batch_size", 1), max(n for _, n in parts)
+        if (executor.shards_in_flight - 1) * largest < batch:
+            raise cluster.ClusterError(f"{work.name}: (ray.shards_in_flight - 1) x shard rows ({largest}) must reach "
+                                       f"the batch size {batch}")
 
         done = cluster.stream(parts, work.columns, lambda ds: _on_ray(work, ds), desc=work.name,
                               shards_in_flight=executor.shards_in_flight, block_rows=executor.block_rows)

@@ -87,7 +87,8 @@ def input_fingerprint(files: list[Path]) -> str:
 @dataclass(frozen=True)
 class Part:
     """Rows [start, stop) of a job's input files (after the job's `expand`): one output shard's input. Both
-    executors read it with `read`, the Ray one inside a read task on the driver's node."""
+    executors read it with `read`, the Ray one inside a read task on the driver's node, whose working directory is
+    the cluster's, not the stage's: so `files` are absolute."""
     files: tuple[Path, ...]
     rows: tuple[int, ...]  # rows of each file
     start: int
@@ -126,7 +127,7 @@ def _read_rows(path: Path, lo: int, hi: int, columns: list[str] | None) -> pa.Ta
 def parts(files: list[Path], shard_size: int, expand=None, out_dir: Path | None = None) -> list[Part]:
     """`files` cut into parts of `shard_size` rows, the last possibly shorter; part i -> out_dir/shard-i."""
     rows = tuple(pq.ParquetFile(f).metadata.num_rows for f in files)
-    return [Part(tuple(files), rows, start, min(start + shard_size, sum(rows)), expand,
+    return [Part(tuple(Path(f).absolute() for f in files), rows, start, min(start + shard_size, sum(rows)), expand,
                  out_dir / f"shard-{start // shard_size:05d}.parquet" if out_dir else None)
             for start in range(0, sum(rows), shard_size)]
 
