@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 py=.venv/bin/python
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
 echo "== embed (stage vs bare forward vs naive loop; RSS at N and 10N)"; $py bench/bench_embed.py
+echo "== encoders on the Horde gold, preset by preset (top-1/top-3/macro-F1 with intervals; img/s)"; $py bench/bench_gold.py --blocks 5 --blocks 1,2,3,4,5,6
 echo "== train from cached embeddings vs re-encoding every epoch"; $py bench/bench_train.py
 echo "== pipeline (partial vs full dvc repro; sample RSS at N and 10N)"; $py bench/bench_pipeline.py
 echo "== UMAP (10k vs 100k points)"; $py bench/bench_umap.py

@@ -1,7 +1,8 @@
 """embed: every sampled image (and every augmentation recipe) -> one L2-normalised vector, shard by shard.
 
-Also writes data/embed/encoder.json (backend, arch, pretrained, dim): train copies it into the model card,
-so evaluate and the CLI rebuild exactly this encoder without reading embed's params.
+Also writes data/embed/encoder.json (the encoder's identity, dim and, for packaged weights, their sha256 and the
+embedding's layout): train copies it into the model card, so evaluate and the CLI rebuild exactly this encoder
+without reading embed's params.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pandas as pd
 from stylemap import entry, paths, runner, shards
 from stylemap.files import write_json, write_text_atomic
 from stylemap.model.embedding import EncoderSpec, embed_work, original_rows, recipe_rows
+from stylemap.model.encoders import identity as encoder_identity
 from stylemap.model.encoders import load_encoder
 from stylemap.rejects import Rejects
 from stylemap.stagespec import code_fingerprint, for_stage
@@ -35,9 +37,9 @@ def main(root: str | Path = ".", encoder=None) -> dict:
     encoder = make_encoder()
 
     sample_dir, embed_dir = project.path(paths.SAMPLE), project.path(paths.EMBED)
-    identity = {"backend": p.embed.backend, "arch": p.embed.arch, "pretrained": p.embed.pretrained}
+    identity = encoder_identity(p.embed)
     code = code_fingerprint("embed", root)
-    metrics: dict = {"backend": p.embed.backend, "arch": p.embed.arch if p.embed.backend == "open_clip" else "",
+    metrics: dict = {"backend": p.embed.backend, "arch": p.embed.arch if p.embed.backend != "style_stats" else "",
                      "dim": encoder.dim, "sources_present": 0}
     jobs = []
     for source in sorted(p.sources):
@@ -74,7 +76,8 @@ def main(root: str | Path = ".", encoder=None) -> dict:
     shards.prune(embed_dir, {*present, "encoder.json"})  # sources no longer sampled
     metrics.update(total.report(total.kept + total.rejected))
     write_text_atomic(project.path(paths.ENCODER_CARD),
-                      json.dumps({**identity, "dim": encoder.dim, "name": encoder.name}, indent=2, sort_keys=True) + "\n")
+                      json.dumps({**identity, "dim": encoder.dim, "name": encoder.name, **encoder.provenance},
+                                 indent=2, sort_keys=True) + "\n")
     write_json(project.metrics("embed"), metrics)
     return metrics
 

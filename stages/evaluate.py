@@ -1,4 +1,5 @@
-"""evaluate: the probe on the leak-free validation split, beside chance, K-means centroids and CLIP zero-shot.
+"""evaluate: the probe on the leak-free validation split, beside chance, K-means centroids, CLIP zero-shot and
+the same probe refitted on a weight-free baseline encoder's embeddings (`evaluate.baseline_encoder`).
 
 Writes flat metrics (metrics/evaluate.json), the confusion and per-class plots, per-image validation
 predictions (calibrated probabilities) with their ambiguity, the probe's temperature (calibration.json)
@@ -12,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stylemap import entry, paths, schemas
+from stylemap import entry, paths, schemas, shards
 from stylemap.files import write_json, write_text_atomic
 from stylemap.model.encoders import build_encoder
 from stylemap.model.evaluation import evaluate, model_card_md, predictions_frame
+from stylemap.model.gold import baseline_scores
 from stylemap.model.probe import load_probe
 from stylemap.model.training_set import split_with_embeddings
+from stylemap.params import Train
 from stylemap.stagespec import for_stage
 
 
@@ -46,6 +49,15 @@ def main(root: str | Path = ".") -> dict:
                       p.evaluate, p.seed, build_encoder(**card["embedding"]))
     metrics = result["metrics"]
     metrics.update({f"split.{k}": v for k, v in card["split"].items()})
+    if p.evaluate.baseline_encoder:  # its probe sees the split's original images only: it has no augmented copies
+        originals = fit[fit["aug_seed"] == -1]
+        images = shards.read_dir(project.path(paths.SAMPLE) / p.train_source, columns=["image_id", "image_bytes"]) \
+            .set_index("image_id")["image_bytes"]
+        probe = Train.model_construct(**{k: card["probe"][k] for k in ("epochs", "lr", "weight_decay")})
+        metrics.update(baseline_scores(build_encoder(p.evaluate.baseline_encoder, "", ""),
+                                       list(images[originals["image_id"]]), originals["label"].map(index).to_numpy(),
+                                       list(images[val["image_id"]]), y_val, [[index[s] for s in st] for st in val_styles],
+                                       len(classes), probe, p.seed, p.evaluate.top_k))
 
     write_json(project.metrics("evaluate"), metrics)
     write_json(project.path(paths.CALIBRATION), {"temperature": result["temperature"], "val_images": len(y_val),

@@ -176,9 +176,10 @@ class Augment(Strict):
 
 
 class Embed(Strict):
-    backend: Literal["style_stats", "open_clip"]
+    backend: Literal["style_stats", "efficientnet_lite", "open_clip"]
     arch: str
     pretrained: str
+    style_blocks: list[int]  # efficientnet_lite: blocks whose per-channel mean and std form the style vector
     batch_size: int = Field(ge=1)
     loader_workers: int = Field(ge=0)  # local: DataLoader workers decoding ahead of the encoder
     executor: EXECUTORS
@@ -201,6 +202,7 @@ class Evaluate(Strict):
     ece_bins: int = Field(ge=2)
     kmeans_k: int = Field(ge=1)
     zero_shot_templates: list[str] = Field(min_length=1)
+    baseline_encoder: Literal["", "style_stats"]  # probe refitted on its embeddings of the same split ("" = none)
 
 
 class Predict(Strict):

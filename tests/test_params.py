@@ -42,7 +42,7 @@ def test_an_unknown_profile_is_named(tmp_path):
     (lambda r: r["train"].update(learning_rate=0.1), r"train\.learning_rate: Extra inputs are not permitted"),
     (lambda r: r["sample"].update(n="many"), r"sample\.n: Input should be a valid integer"),
     (lambda r: r["sample"].update(cfg_min=40.0), r"cfg_min \(40\.0\) > sample\.cfg_max"),
-    (lambda r: r["embed"].update(backend="resnet"), r"embed\.backend: Input should be 'style_stats' or 'open_clip'"),
+    (lambda r: r["embed"].update(backend="resnet"), r"embed\.backend: Input should be 'style_stats', 'efficientnet_lite' or 'open_clip'"),
     (lambda r: r.update(train_source="nowhere"), r"source 'nowhere' is not defined"),
     (lambda r: r.pop("map"), r"map: Field required"),
     (lambda r: r.update(seed=-1), r"seed: Input should be greater than or equal to 0"),

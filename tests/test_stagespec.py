@@ -21,7 +21,7 @@ def test_a_stage_reads_only_what_dvc_yaml_declares(tmp_path):
         p.seed
     (tmp_path / "dvc.yaml").write_text("stages:\n  x:\n    cmd: true\n    params: [embed.backend]\n")
     q = for_stage("x", tmp_path)
-    assert q.embed.backend == "style_stats"
+    assert q.embed.backend == "efficientnet_lite"
     with pytest.raises(UndeclaredParam, match="reads param 'embed.arch'"):
         q.embed.arch
 

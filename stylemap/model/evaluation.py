@@ -145,7 +145,7 @@ A linear softmax probe over frozen image embeddings that names an image's art st
 ({len(card['classes'])} categories). Input: the L2-normalised {emb['dim']}-dimensional embedding from
 `{emb['backend']}`{f" (arch `{emb['arch']}`, pretrained `{emb['pretrained']}`)" if emb['pretrained'] else ""};
 output: softmax(x @ W.T + b) over the classes below. Use `stylemap predict IMAGE...`.
-
+{_weights_line(emb)}
 ## Training data
 Source `{card['train_source']}`: {split['train']} training rows ({split['train_augmented']} augmented copies),
 {split['val']} validation images, split by prompt ({split['groups']} prompt groups), with
@@ -170,3 +170,11 @@ Labels come from prompt keywords or an LLM reading descriptions, not from people
 what those labels call a style. With the weight-free `style_stats` backend or random/unknown weights
 the numbers describe the pipeline, not a useful style model.
 """
+
+
+def _weights_line(emb: dict) -> str:
+    """Where an encoder's weights came from and what each slice of the embedding holds, when its card says."""
+    if "weights_sha256" not in emb:
+        return ""
+    return (f"\nWeights: `{emb['weights_package']}`, sha256 `{emb['weights_sha256']}` (an ImageNet-1k CNN, not CLIP: "
+            f"no text tower, so no zero-shot baseline). Embedding layout: {', '.join(emb['layout'])}.\n")

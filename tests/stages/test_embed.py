@@ -22,7 +22,7 @@ class CountingEncoder(StyleStats):
 
 
 def test_stage_counts_rejects_writes_shards_and_resumes(tmp_path):
-    make_project(tmp_path, per_style=6, n_augmented=5, horde=True, overrides={"embed.loader_workers": 1})
+    make_project(tmp_path, per_style=6, n_augmented=5, horde=True, overrides={"embed.loader_workers": 1, "embed.backend": "style_stats"})
     frame = pd.read_parquet(tmp_path / "data/sample/demo")
     enc = CountingEncoder()
     metrics = embed.main(tmp_path, enc)

@@ -1,4 +1,5 @@
-"""The evaluate stage on a temporary project (style_stats, and open_clip with a random local checkpoint)."""
+"""The evaluate stage on a temporary project (the default efficientnet_lite, style_stats, and open_clip with a
+random local checkpoint)."""
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from stages import embed, evaluate, train
 from tests.support.fixtures import make_project, save_random_clip
 
 
-def _run_pipeline(tmp_path, **overrides):
-    p, _ = make_project(tmp_path, per_style=10, n_augmented=6,
+def _run_pipeline(tmp_path, n_augmented=6, **overrides):
+    p, _ = make_project(tmp_path, per_style=10, n_augmented=n_augmented,
                         overrides={"train.epochs": 40, "train.val_fraction": 0.3, **overrides})
     embed.main(tmp_path)
     train.main(tmp_path)
@@ -38,9 +39,19 @@ def test_stage_writes_metrics_plots_predictions_and_card(tmp_path):
     np.testing.assert_allclose(preds["topk_prob"].map(lambda v: v[0]), preds["topk_prob"].map(max))
     card = (tmp_path / "data/model/model_card.md").read_text()
     assert "K-means centroids" in card and "no text tower" in card
+    assert "sha256 `579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db`" in card and "block5.std:192" in card
+    assert 0 <= written["baseline.style_stats.top1"] <= written["baseline.style_stats.top3"] <= 1
     assert json.loads((tmp_path / "data/model/eval_notes.json").read_text())["zero_shot"].startswith("unavailable")
 
     assert evaluate.main(tmp_path) == metrics  # deterministic
+
+
+def test_the_baseline_is_the_same_probe_on_the_same_split(tmp_path):
+    """style_stats as both the encoder and the baseline, no augmented copies: the baseline refits exactly the
+    probe that train fitted, so their scores agree; what differs between encoders is then the encoder alone."""
+    _, metrics = _run_pipeline(tmp_path, n_augmented=0, **{"embed.backend": "style_stats"})
+    for m in ("top1", "top3", "macro_f1"):
+        assert metrics[f"baseline.style_stats.{m}"] == pytest.approx(metrics[m], abs=1e-9), m
 
 
 def test_stage_refuses_a_model_from_other_embeddings(tmp_path):

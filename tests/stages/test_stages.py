@@ -14,6 +14,7 @@ import yaml
 from stages import (audit, balance, demo, describe, embed, evaluate, label, map, predict, quantify, report, sample,
                     train)
 from stylemap import shards
+from stylemap.model.cnn_style import WEIGHTS
 from tests.support.fixtures import write_params
 
 
@@ -57,7 +58,9 @@ def test_stages_in_dvc_order(project):
     assert e["in"] == e["kept"] + e["rejected"] and e["demo.kept"] == s["demo"]["kept"]
 
     card = train.main(project)
-    assert card["embedding"]["backend"] == "style_stats" and len(card["classes"]) == 6
+    assert card["embedding"]["backend"] == "efficientnet_lite" and len(card["classes"]) == 6  # the CPU default
+    assert card["embedding"]["weights_sha256"] == WEIGHTS["efficientnet-lite0"].sha256
+    assert card["embedding"]["layout"] == ["block5.mean:192", "block5.std:192", "pooled:1280"]
     ev = evaluate.main(project)
     assert ev["val_images"] > 0 and ev == pytest.approx(metrics(project, "evaluate"), abs=1e-6)
 

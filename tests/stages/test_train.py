@@ -15,7 +15,8 @@ from tests.support.fixtures import make_project
 
 
 def test_stage_writes_model_split_card_and_curve(tmp_path):
-    p, frame = make_project(tmp_path, per_style=12, n_augmented=8, overrides={"train.epochs": 60, "train.val_fraction": 0.25})
+    p, frame = make_project(tmp_path, per_style=12, n_augmented=8, overrides={"train.epochs": 60, "train.val_fraction": 0.25,
+                                                                          "embed.backend": "style_stats"})
     embed.main(tmp_path)
     card = train.main(tmp_path)
 
@@ -41,7 +42,7 @@ def test_stage_writes_model_split_card_and_curve(tmp_path):
     assert len(curve) == 60 and curve["acc"].iloc[-1] == pytest.approx(card["final_epoch"]["val/acc"])
     written = json.loads((tmp_path / "data/model/model_card.json").read_text())
     assert written["embedding"] == {"backend": "style_stats", "arch": p.embed.arch, "pretrained": "", "dim": 64,
-                                    "name": "style_stats"}
+                                    "name": "style_stats", "style_blocks": p.embed.style_blocks}
 
     train.main(tmp_path)  # same params -> identical probe
     again = load_file(str(tmp_path / "data/model/probe.safetensors"))

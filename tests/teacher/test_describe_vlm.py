@@ -99,7 +99,7 @@ def test_describe_on_ray_gives_the_local_records(params, worker, tmp_path):
     try:
         job = shards.Job("t", shards.shard_files(tmp_path / "in"), tmp_path / "out", {})
         stats = runner.run(describe_work(params.describe, params.seed), [job],
-                           Executor("ray", shards_in_flight=2, block_rows=2), shard_size=3)["t"]
+                           Executor("ray", shards_in_flight=3, block_rows=2), shard_size=3)["t"]
     finally:
         ray.shutdown()
     remote = shards.read_dir(tmp_path / "out")
