@@ -87,10 +87,16 @@ class CnnStyleEncoder:
     encode_text = None  # no text tower: the zero-shot baseline is unavailable
 
     def encode(self, batch) -> np.ndarray:
+        """One forward pass per image: the CPU's convolution kernels are chosen by batch shape, so a batched
+        image's vector would depend on its batch-mates in the last bits, and a resumed or Ray-batched run would
+        not reproduce a shard bit for bit."""
+        return np.concatenate([self._encode(image[None]) for image in np.asarray(batch, dtype=np.float32)])
+
+    def _encode(self, images: np.ndarray) -> np.ndarray:
         m = self.model
         groups = []
         with torch.inference_mode():
-            h = m.bn1(m.conv_stem(torch.as_tensor(np.asarray(batch, dtype=np.float32))))
+            h = m.bn1(m.conv_stem(torch.from_numpy(images)))
             for i, block in enumerate(m.blocks):
                 h = block(h)
                 if i in self.blocks:

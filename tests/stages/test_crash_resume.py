@@ -17,7 +17,7 @@ from tests.support.fixtures import make_project
 
 def _project(root: Path, engine: str = "local"):
     make_project(root, per_style=30, n_augmented=8, corrupt=True,  # 181 images -> 12 shards of 16
-                 overrides={"embed.executor": engine})
+                 overrides={"embed.executor": engine, "embed.backend": "style_stats"})  # resuming, not the encoder
     return root
 
 

@@ -111,7 +111,7 @@ def test_predict_on_ray_writes_the_local_predictions(cluster, tmp_path):
     from stylemap.model.prevalence import ProbeSpec, predict_platform
     from stylemap.runner import Executor
 
-    make_project(tmp_path, per_style=3)
+    make_project(tmp_path, per_style=3, overrides={"embed.backend": "style_stats"})  # 64-d, as W below
     embed.main(tmp_path)
     files = shards.shard_files(tmp_path / "data/embed/demo") + shards.shard_files(tmp_path / "data/embed/demo")
     rng = np.random.default_rng(0)
