@@ -9,7 +9,6 @@ Usage: python bench/bench_gold.py [--blocks 1,2,3,4,5,6 --blocks 2,4,6 ...]
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -21,19 +20,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from stylemap.model.encoders import build_encoder  # noqa: E402
-from stylemap.model.gold import held_out_scores, scores_with_intervals  # noqa: E402
+from stylemap.model.gold import embed_images, held_out_scores, scores_with_intervals  # noqa: E402
 from stylemap.profile import load  # noqa: E402
 from tests.support.fixtures import HORDE, horde_rows  # noqa: E402
-
-
-def embed(encoder, images: list[bytes]) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    x = encoder.encode(np.stack([np.asarray(encoder.preprocess(Image.open(io.BytesIO(b)).convert("RGB")))
-                                 for b in images]))
-    return x, len(images) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -54,7 +45,9 @@ def main() -> None:
         for b in (args.blocks or [",".join(map(str, p.embed.style_blocks))])]
     for name, identity in encoders:
         encoder = build_encoder(**{"arch": "", "pretrained": "", **identity})
-        x, speed = embed(encoder, [r["data"] for r in rows])
+        start = time.perf_counter()
+        x = embed_images(encoder, [r["data"] for r in rows])
+        speed = len(rows) / (time.perf_counter() - start)
         scores = held_out_scores(x, y, groups, len(classes), p.train, p.seed)
         m = scores_with_intervals(scores, y, 3, 1000, 0.95, p.seed)
         print(f"{name:<40} dim {encoder.dim:>5}  " + "  ".join(

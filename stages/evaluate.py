@@ -42,9 +42,10 @@ def main(root: str | Path = ".") -> dict:
         raise ValueError(f"evaluate: {int(rows['embedding'].isna().sum())} rows of split.parquet have no embedding; rerun train")
     val, fit = rows[rows["split"] == "val"], rows[rows["split"] == "train"]
     val_styles = [[s for s in styles if s in index] for styles in val["styles"]]
+    val_classes = [[index[s] for s in st] for st in val_styles]
     y_val = val["label"].map(index).to_numpy()
 
-    result = evaluate(np.stack(val["embedding"]), y_val, [[index[s] for s in st] for st in val_styles],
+    result = evaluate(np.stack(val["embedding"]), y_val, val_classes,
                       np.stack(fit["embedding"]), fit["label"].map(index).to_numpy(), weight, bias, classes,
                       p.evaluate, p.seed, build_encoder(**card["embedding"]))
     metrics = result["metrics"]
@@ -56,8 +57,8 @@ def main(root: str | Path = ".") -> dict:
         probe = Train.model_construct(**{k: card["probe"][k] for k in ("epochs", "lr", "weight_decay")})
         metrics.update(baseline_scores(build_encoder(p.evaluate.baseline_encoder, "", ""),
                                        list(images[originals["image_id"]]), originals["label"].map(index).to_numpy(),
-                                       list(images[val["image_id"]]), y_val, [[index[s] for s in st] for st in val_styles],
-                                       len(classes), probe, p.seed, p.evaluate.top_k))
+                                       list(images[val["image_id"]]), y_val, val_classes, len(classes), probe, p.seed,
+                                       p.evaluate.top_k))
 
     write_json(project.metrics("evaluate"), metrics)
     write_json(project.path(paths.CALIBRATION), {"temperature": result["temperature"], "val_images": len(y_val),

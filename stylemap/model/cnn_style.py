@@ -74,11 +74,10 @@ class CnnStyleEncoder:
         self.model.load_state_dict(_by_position(torch.load(path, map_location="cpu", weights_only=True),
                                                 self.model.state_dict()))
         self.blocks = sorted(blocks)
-        widths = [self.model.blocks[b][-1].conv_pwl.out_channels if hasattr(self.model.blocks[b][-1], "conv_pwl")
-                  else self.model.blocks[b][-1].conv_pw.out_channels for b in self.blocks]
-        self.layout = [f"block{b}.{stat}:{c}" for b, c in zip(self.blocks, widths) for stat in ("mean", "std")] + \
-                      [f"pooled:{self.model.num_features}"]
-        self.dim = 2 * sum(widths) + self.model.num_features
+        names = [f"block{b}.{stat}" for b in self.blocks for stat in ("mean", "std")] + ["pooled"]
+        widths = [g.shape[1] for g in self._groups(torch.zeros(1, 3, 224, 224))]
+        self.layout = [f"{name}:{width}" for name, width in zip(names, widths)]
+        self.dim = sum(widths)
         self.name = f"efficientnet_lite:{arch}:blocks{','.join(map(str, self.blocks))}"
         self.provenance = {"weights_package": w.package, "weights_sha256": w.sha256, "layout": self.layout}
         self.preprocess = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
@@ -90,19 +89,23 @@ class CnnStyleEncoder:
         """One forward pass per image: the CPU's convolution kernels are chosen by batch shape, so a batched
         image's vector would depend on its batch-mates in the last bits, and a resumed or Ray-batched run would
         not reproduce a shard bit for bit."""
-        return np.concatenate([self._encode(image[None]) for image in np.asarray(batch, dtype=np.float32)])
+        vectors = []
+        for image in np.asarray(batch, dtype=np.float32):
+            groups = self._groups(torch.from_numpy(image[None]))
+            vectors.append(l2_normalise(np.concatenate([l2_normalise(g.double().numpy()) for g in groups], axis=1)))
+        return np.concatenate(vectors)
 
-    def _encode(self, images: np.ndarray) -> np.ndarray:
-        m = self.model
-        groups = []
+    def _groups(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The mean and std over space of each chosen block's output, then the pooled final features."""
+        m, groups = self.model, []
         with torch.inference_mode():
-            h = m.bn1(m.conv_stem(torch.from_numpy(images)))
+            h = m.bn1(m.conv_stem(images))
             for i, block in enumerate(m.blocks):
                 h = block(h)
                 if i in self.blocks:
                     groups += [h.mean(dim=(2, 3)), h.std(dim=(2, 3))]
             groups.append(m.bn2(m.conv_head(h)).mean(dim=(2, 3)))
-        return l2_normalise(np.concatenate([l2_normalise(g.double().numpy()) for g in groups], axis=1))
+        return groups
 
 
 def _by_position(weights: dict, target: dict) -> dict:

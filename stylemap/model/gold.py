@@ -9,30 +9,28 @@ split, so the gain of the pipeline's encoder is one line of `dvc metrics show`.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import f1_score
+import pandas as pd
 
-from stylemap.model.embedding import prepare_image
-from stylemap.model.evaluation import scores_metrics, top_k_hits
+from stylemap import runner
+from stylemap.model.embedding import EncoderSpec, embed_work
+from stylemap.model.evaluation import scores_metrics
 from stylemap.model.probe import fit_probe, logits
+from stylemap.model.quantify import interval
 from stylemap.params import Train
 
 
 def scores_with_intervals(scores: np.ndarray, y: np.ndarray, k: int, replicates: int, confidence: float,
                           seed: int) -> dict:
-    """top1, top-k and macro-F1 of class scores against gold indices `y`, each with `.lo` / `.hi`."""
-    pred, hits = scores.argmax(axis=1), top_k_hits(scores, [[c] for c in y], k)
-
-    def metrics(idx: np.ndarray) -> np.ndarray:
-        return np.array([(pred[idx] == y[idx]).mean(), hits[idx].mean(),
-                         f1_score(y[idx], pred[idx], average="macro", zero_division=0)])
-
+    """evaluate's top1, top-k and macro-F1 of class scores against gold indices `y`, each with `.lo` / `.hi`."""
+    styles = np.array([[c] for c in y])
+    point = scores_metrics("", scores, y, styles.tolist(), k)
     rng = np.random.default_rng(seed)
-    boot = np.stack([metrics(rng.integers(0, len(y), len(y))) for _ in range(replicates)])
-    tail = (1 - confidence) / 2 * 100
+    boot = np.array([list(scores_metrics("", scores[i], y[i], styles[i].tolist(), k).values())
+                     for i in (rng.integers(0, len(y), len(y)) for _ in range(replicates))])
+    lo, hi = interval(boot, confidence)
     out = {}
-    for name, point, lo, hi in zip(["top1", f"top{k}", "macro_f1"], metrics(np.arange(len(y))),
-                                   np.percentile(boot, tail, axis=0), np.percentile(boot, 100 - tail, axis=0)):
-        out.update({name: float(point), f"{name}.lo": float(lo), f"{name}.hi": float(hi)})
+    for (name, value), low, high in zip(point.items(), lo, hi):
+        out.update({name: value, f"{name}.lo": float(low), f"{name}.hi": float(high)})
     return out
 
 
@@ -47,13 +45,15 @@ def held_out_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes:
 
 
 def embed_images(encoder, images: list[bytes]) -> np.ndarray:
-    """Embeddings of encoded images through the embed stage's own decoding (an undecodable one is an error here:
+    """Embeddings of encoded images through the embed stage's own work (an undecodable one is an error here:
     evaluate's rows were all embedded once)."""
-    prepared = [prepare_image(data, -1, encoder.preprocess, None) for data in images]
-    bad = [reason for _, reason in prepared if reason]
-    if bad:
-        raise ValueError(f"{len(bad)} image(s) of the split no longer decode ({bad[0]}); rerun sample and embed")
-    return encoder.encode(np.stack([np.asarray(x) for x, _ in prepared]))
+    rows = pd.DataFrame({"image_id": [str(i) for i in range(len(images))], "image_bytes": images, "aug_seed": -1})
+    embedded = runner.apply(embed_work(EncoderSpec(lambda: encoder, len(images), 0, 0), encoder.preprocess, None),
+                            rows).to_pandas()
+    bad = embedded["error"][embedded["error"] != ""]
+    if len(bad):
+        raise ValueError(f"{len(bad)} image(s) of the split no longer decode ({bad.iloc[0]}); rerun sample and embed")
+    return np.stack(embedded["embedding"])
 
 
 def baseline_scores(encoder, train_images: list[bytes], y_train: np.ndarray, val_images: list[bytes],
