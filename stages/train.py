@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
-from stylemap.files import write_text_atomic
+from stylemap.files import rounded, write_text_atomic
 from stylemap.model.probe import fit_probe, save_probe
 from stylemap.model.split import split_rows
 from stylemap.model.training_set import recipe_rows
@@ -49,6 +49,7 @@ def main(root: str | Path = ".") -> dict:
     history: dict = {}
     with Live(dir=str(project.path(paths.DVCLIVE)), save_dvc_exp=False, dvcyaml=None) as live:
         def log(metrics: dict) -> None:
+            metrics = rounded(metrics)  # as every metrics file: `dvc metrics diff` shows changes, not float noise
             for name, value in metrics.items():
                 live.log_metric(name, value)
             history.update(metrics)

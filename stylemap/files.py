@@ -32,18 +32,19 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _rounded(value):
+def rounded(value):
+    """Floats (also nested, also numpy scalars) to METRIC_DECIMALS: the 16th digit is noise in review."""
     if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
+        return {k: rounded(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_rounded(v) for v in value]
+        return [rounded(v) for v in value]
     if isinstance(value, float) and math.isfinite(value):
         return round(value, METRIC_DECIMALS)
     if hasattr(value, "item"):  # numpy scalars
-        return _rounded(value.item())
+        return rounded(value.item())
     return value
 
 
 def write_json(path: str | Path, data: dict) -> None:
     """Flat, sorted, rounded JSON so `dvc metrics diff` prints one stable line per number."""
-    write_text_atomic(path, json.dumps(_rounded(data), indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(rounded(data), indent=2, sort_keys=True) + "\n")

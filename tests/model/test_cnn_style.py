@@ -83,3 +83,27 @@ def test_a_missing_weights_package_names_what_to_install(monkeypatch):
 def test_bad_arch_or_blocks_are_named(arch, blocks, message):
     with pytest.raises(ValueError, match=message):
         cnn_style.CnnStyleEncoder(arch, blocks)
+
+
+def test_the_probes_answer_does_not_depend_on_the_thread_count(encoder):
+    """A proxy for another CPU: with 1 and with 2 threads the vectors move in the last float32 bit, and the
+    probe's metrics, rounded as metrics files are, must not move at all."""
+    from stylemap.files import rounded
+    from stylemap.model.evaluation import scores_metrics
+    from stylemap.model.gold import embed_images
+    from stylemap.model.probe import fit_probe, logits
+    from tests.support.fixtures import make_params, sample_frame
+
+    frame = sample_frame("t", per_style=8)
+    y = frame["style"].astype("category").cat.codes.to_numpy()
+    fit, val = np.arange(len(y)) % 4 != 0, np.arange(len(y)) % 4 == 0
+    threads, answers = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            x = embed_images(encoder, list(frame["image_bytes"]))
+            w, b = fit_probe(x[fit], y[fit], x[val], y[val], y.max() + 1, make_params().train, seed=0)
+            answers.append(rounded(scores_metrics("", logits(x[val], w, b), y[val], [[c] for c in y[val]], 2)))
+    finally:
+        torch.set_num_threads(threads)
+    assert answers[0] == answers[1] and answers[0]["top1"] > 1 / (y.max() + 1)

@@ -40,6 +40,9 @@ def test_stage_writes_model_split_card_and_curve(tmp_path):
 
     curve = pd.read_csv(tmp_path / "dvclive/plots/metrics/val/acc.tsv", sep="\t")
     assert len(curve) == 60 and curve["acc"].iloc[-1] == pytest.approx(card["final_epoch"]["val/acc"])
+    live = json.loads((tmp_path / "dvclive/metrics.json").read_text())
+    values = [live["train"]["loss"], live["train"]["acc"], live["val"]["loss"], live["val"]["acc"]]
+    assert values == [round(v, 6) for v in values] and live["val"]["acc"] == card["final_epoch"]["val/acc"]  # rounded
     written = json.loads((tmp_path / "data/model/model_card.json").read_text())
     assert written["embedding"] == {"backend": "style_stats", "arch": p.embed.arch, "pretrained": "", "dim": 64,
                                     "name": "style_stats", "style_blocks": p.embed.style_blocks}
