@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
+from stylemap.corpus.gold import read_gold
 from stylemap.files import write_json
 from stylemap.labels.agreement import gold_classes, top3_agreement
 from stylemap.labels.audit import annotations, cross_fit_probs, find_issues, labeller_quality, probe_settings
@@ -85,7 +86,7 @@ def _labellers(project: paths.Project, p: Params, platform: str, classes: list[s
     labels = pd.read_parquet(project.path(paths.LABELS, f"{platform}.parquet"),
                              columns=["image_id", "keywords_styles", "llm_styles", "annotation_styles"])
     rows = pd.read_parquet(predictions, columns=["image_id", "probs", "top3"]).merge(labels, on="image_id", how="left")
-    gold = gold_classes(rows["image_id"].str.split("/", n=1).str[1], project.root / p.sources[platform].path)
+    gold = gold_classes(rows["image_id"], read_gold(project.root / p.sources[platform].path, platform))
     probs = np.stack([oof.get(i, q) for i, q in zip(rows["image_id"], rows["probs"])])
     external = top3_agreement(rows["annotation_styles"], rows["top3"], classes)
     return {**labeller_quality(annotations(rows, gold, classes), probs),

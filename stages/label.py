@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from stylemap import entry, paths, runner, schemas, shards
+from stylemap.corpus.gold import read_gold
 from stylemap.files import write_json
 from stylemap.labels.agreement import agreement_report, annotation_labels, gold_classes, keyword_labels
 from stylemap.labels.taxonomy import load_taxonomy
@@ -60,8 +61,8 @@ def main(root: str | Path = ".") -> dict:
         labels["styles"] = labels[f"{p.label.train_labeler}_styles"]
         labels["taxonomy_version"] = taxonomy.version
         schemas.write("labels", labels, out_dir / f"{source}.parquet")
-        gold = gold_classes(labels["image_id"].str.split("/", n=1).str[1],
-                            project.root / p.sources[source].path) if source in p.sources else None
+        gold = gold_classes(labels["image_id"], read_gold(project.root / p.sources[source].path, source)) \
+            if source in p.sources else None
         metrics[source] = {**_counts(descriptions, labels), **agreement_report(labels, gold)}
     write_json(project.metrics("label"), metrics)
     return metrics

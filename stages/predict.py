@@ -1,6 +1,7 @@
 """predict: apply the calibrated style probe to every platform's images; shares, confidence and ambiguity per platform.
 
 The shares here are classify-and-count (argmax per image); the quantify stage adjusts them for the probe's errors.
+The train source's images the probe was fitted on are counted rejects (`trained_on`): shares come from unseen images.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def main(root: str | Path = ".") -> dict:
     W, b, classes = load_probe(project.path(paths.MODEL))
     probe = ProbeSpec(W, b, load_temperature(project.path(paths.MODEL)))
     executor = runner.executor_for(p.predict.executor, p.ray)
+    split = pd.read_parquet(project.path(paths.SPLIT), columns=["image_id", "split"])
+    trained = frozenset(split.loc[split["split"] == "train", "image_id"])
     out_dir = project.path(paths.PREDICT)
     shutil.rmtree(out_dir, ignore_errors=True)  # no stale file of a platform that is now absent
     metrics: dict = {"platforms_present": 0}
@@ -35,7 +38,8 @@ def main(root: str | Path = ".") -> dict:
             metrics[f"{platform}.absent"] = True
             continue
         out = out_dir / f"{platform}.parquet"
-        rejected = predict_platform(files, probe, classes, out, platform, executor)
+        rejected = predict_platform(files, probe, classes, out, platform, executor,
+                                    trained if platform == p.train_source else frozenset())
         pred = pd.read_parquet(out, columns=["top1", "confidence", "entropy", "ambiguity", "cross_entropy_uniform"])
         m, s, a = platform_summary(pred, rejected, classes, platform, rows_in=shards.count_rows(files))
         metrics["platforms_present"] += 1

@@ -5,7 +5,9 @@ artificial-prevalence error, estimates every platform's shares with every method
 interval, tests every pair of platforms for differences, and measures how far each
 platform's embeddings lie from the training images (MMD², against the validation split's as yardstick).
 Where the sample recorded when images were made, shares by month (the default method) show trends.
-Writes metrics/quantify.json and plots/{prevalence,prevalence_differences,shift,trends}.csv, which the report reads.
+On the gold source's gold images, every method's shares are scored against the true shares (`gold.*`).
+Writes metrics/quantify.json and plots/{prevalence,prevalence_differences,shift,trends,gold_prevalence}.csv, which
+the report reads.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from stylemap import entry, paths, schemas, shards
+from stylemap.corpus.gold import checked, read_gold
 from stylemap.files import write_json
 from stylemap.model import quantify, shift
 from stylemap.model.prevalence import probs_matrix
@@ -44,6 +47,17 @@ def shift_yardstick(project: paths.Project, p) -> shift.Yardstick:
                            p.quantify.shift_factor, p.seed)
 
 
+def gold_check(project: paths.Project, p, ids: pd.Series, probs: np.ndarray, fitted: dict,
+               classes: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Every method's shares of the gold source's gold images against their true shares: the chain (labels ->
+    probe -> quantifier) scored end to end. The images were never trained on (train holds gold presets out)."""
+    gold = checked(read_gold(project.root / p.sources[p.gold_source].path, p.gold_source))
+    truth = ids.map(gold.set_index("image_id")["style_class"])
+    scored = truth.notna().to_numpy()
+    frame, metrics = quantify.gold_errors(fitted, probs[scored], list(truth[scored]), classes)
+    return frame, {"gold.in": len(gold), "gold.images": int(scored.sum()), **metrics}
+
+
 def main(root: str | Path = ".") -> dict:
     p = for_stage("quantify", root)
     q = p.quantify
@@ -63,6 +77,7 @@ def main(root: str | Path = ".") -> dict:
                      **{f"app_mae.{m}": e for m, e in errors.items()}}
 
     prevalence, shifts, trends, replicates, points = [], [], [], {}, {}
+    gold_prevalence = pd.DataFrame(columns=schemas.CSV_COLUMNS["gold_prevalence"])
     for platform in p.platforms:
         predictions = project.path(paths.PREDICT, f"{platform}.parquet")
         if not predictions.exists():
@@ -89,6 +104,11 @@ def main(root: str | Path = ".") -> dict:
         metrics.update({f"{platform}.trend.{k}": v for k, v in trend_metrics.items()})
         metrics.update({f"{platform}.trend.{r.month}.{r.style}": r.share for r in trend.itertuples()})
 
+        if platform == p.gold_source:
+            gold_prevalence, gold_metrics = gold_check(project, p, table.column("image_id").to_pandas(), probs, fitted,
+                                                       classes)
+            metrics.update(gold_metrics)
+
         row, shift_metrics = yardstick.measure(project.path(paths.EMBED, platform), platform)
         metrics.update(shift_metrics)
         if row:
@@ -104,6 +124,7 @@ def main(root: str | Path = ".") -> dict:
     schemas.write_csv("prevalence", prevalence, project.path(paths.PREVALENCE))
     schemas.write_csv("prevalence_differences", [differences], project.path(paths.PREVALENCE_DIFFERENCES))
     schemas.write_csv("trends", trends, project.path(paths.TRENDS))
+    schemas.write_csv("gold_prevalence", [gold_prevalence], project.path(paths.GOLD_PREVALENCE))
     schemas.write_csv("shift", [pd.DataFrame(shifts)], project.path(paths.SHIFT))
     write_json(project.metrics("quantify"), metrics)
     return metrics

@@ -1,8 +1,9 @@
 """report: one page comparing the platforms, built from data outputs only.
 
-Per platform: adjusted style shares with intervals beside classify-and-count (quantify), the shift
-warning (quantify), ambiguity (predict) and the map PNG (map); then the differences between platforms
-(quantify) and the label audit (audit). It never reads another stage's metrics files, so the page is
+What embedded the images and how the probe scores on the gold (evaluate's plot) with the gold's estimated
+versus true shares (quantify's); per platform: adjusted style shares with intervals beside classify-and-count
+(quantify), the shift warning (quantify), ambiguity (predict) and the map PNG (map); then the differences
+between platforms (quantify) and the label audit (audit). It never reads another stage's metrics files, so the page is
 exactly what the data says.
 """
 from __future__ import annotations
@@ -30,6 +31,17 @@ def review_rows(review_dir: Path) -> pd.DataFrame:
                          "quality": index["quality"].astype(float), "thumb": thumbs})
 
 
+def encoder_line(card: dict) -> str:
+    """What embedded the images, in words: the backend and what it is (an ImageNet CNN is not CLIP)."""
+    if card["backend"] == "efficientnet_lite":
+        return (f"{card['arch']}, an ImageNet-1k CNN (not CLIP: no text side, no zero-shot), from "
+                f"{card['weights_package']} (sha256 {card['weights_sha256'][:12]}…); style = channel mean/std of "
+                f"block(s) {', '.join(map(str, card['style_blocks']))} + pooled features")
+    if card["backend"] == "open_clip":
+        return f"open_clip {card['arch']}, pretrained={card['pretrained']}"
+    return "style_stats (colour, palette, edge and texture statistics; no learned weights)"
+
+
 def main(root: str | Path = ".") -> dict:
     p = for_stage("report", root)
     project = paths.Project(root)
@@ -49,10 +61,7 @@ def main(root: str | Path = ".") -> dict:
         png = project.path(paths.MAP_PNG, f"{platform}.png")
         if png.exists():
             pngs[platform] = png
-    encoder = card["backend"]
-    if encoder == "open_clip":
-        encoder += f" {card['arch']}, pretrained={card['pretrained']}"
-    note = (f"Profile {p.profile}; embeddings: {encoder}. Shares are prevalence estimates corrected for the probe's "
+    note = (f"Profile {p.profile}; embeddings: {encoder_line(card)}. Shares are prevalence estimates corrected for the probe's "
             "errors (QuaPy; method chosen by its error on artificial prevalences) with bootstrap intervals; "
             "ambiguity = entropy of the style probabilities / log(number of styles).")
     page = report_html(Inputs(
@@ -62,6 +71,8 @@ def main(root: str | Path = ".") -> dict:
         shift=pd.read_csv(project.path(paths.SHIFT)), trends=pd.read_csv(project.path(paths.TRENDS), dtype={"month": str}),
         calibration=json.loads(project.path(paths.CALIBRATION).read_text()),
         review=review_rows(project.path(paths.AUDIT_REVIEW)), noise=pd.read_csv(project.path(paths.LABEL_NOISE)),
+        gold_scores=pd.read_csv(project.path(paths.GOLD_SCORES)),
+        gold_prevalence=pd.read_csv(project.path(paths.GOLD_PREVALENCE)), gold_source=p.gold_source,
         pngs=pngs, shareable={pl for pl in p.platforms if p.sources[pl].redistribute}, note=note))
     write_text_atomic(project.path(paths.REPORT), page)
     return {"platforms": len(ambiguity)}

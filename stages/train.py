@@ -1,5 +1,8 @@
 """train: a linear style probe on frozen embeddings, with a leak-free split (prompt groups, pHash dedup).
 
+A train source with gold (corpus/gold.py) never trains on a preset that holds a gold image: those are counted
+rejects (`gold_preset`), and the gold scores them in evaluate and quantify.
+
 Writes the probe, classes, split and model_card.json (classes, the embedding's encoder card, probe
 settings, split counts, final curve values) to data/model, and the per-epoch curves through dvclive.
 """
@@ -12,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from stylemap import entry, paths, schemas, shards
+from stylemap.corpus.gold import held_out_presets, read_gold
 from stylemap.files import rounded, write_text_atomic
 from stylemap.model.probe import fit_probe, save_probe
 from stylemap.model.split import split_rows
@@ -28,9 +32,14 @@ def main(root: str | Path = ".") -> dict:
     recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "label", "aug_seed"])
     sample = shards.read_dir(project.path(paths.SAMPLE, p.train_source), columns=["image_id", "prompt", "phash"])
     rows, report = recipe_rows(recipes, sample, project, p.train_source)
+    gold = read_gold(project.root / p.sources[p.train_source].path, p.train_source)
+    rows["preset"] = rows["image_id"].map(gold.set_index("image_id")["preset"])
+    gold_preset = rows["preset"].isin(held_out_presets(gold))  # scored against the gold, so never trained on
+    rows = rows[~gold_preset].reset_index(drop=True)
     split, split_report = split_rows(rows, p.train.val_fraction, p.train.dedup_hamming, p.seed)
     tally = Rejects(kept=split_report["train"] + split_report["val"])
     tally.count("missing_embedding", report.pop("rejected.missing_embedding"))
+    tally.count("gold_preset", int(gold_preset.sum()))
     tally.count("near_duplicate", split_report["near_duplicates_removed"])
     tally.count("augmented_of_val", split_report["augmented_of_val_excluded"])
     report.update({**split_report, **tally.report(report.pop("in"))})

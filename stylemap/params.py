@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-GLOBAL_KEYS = ("profile", "seed", "sources", "train_source", "platforms", "ray")  # read by several stages
+GLOBAL_KEYS = ("profile", "seed", "sources", "train_source", "platforms", "gold_source", "ray")  # read by several stages
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seed range
 # How a stage runs, not what it computes: changing these must not invalidate finished shards.
 RUN_KNOBS = {"replicas", "retries", "timeout_s", "batch_size", "loader_workers", "executor", "vllm_args", "num_gpus"}
@@ -203,6 +203,8 @@ class Evaluate(Strict):
     kmeans_k: int = Field(ge=1)
     zero_shot_templates: list[str] = Field(min_length=1)
     baseline_encoder: Literal["", "style_stats"]  # probe refitted on its embeddings of the same split ("" = none)
+    bootstrap: int = Field(ge=10)  # replicates behind the gold scores' intervals
+    confidence: float = Field(gt=0, lt=1)
 
 
 class Predict(Strict):
@@ -260,6 +262,7 @@ class Params(Strict):
     sources: dict[str, Source]
     train_source: str
     platforms: list[str] = Field(min_length=1)
+    gold_source: str = ""  # a source whose styles.csv gold scores the pipeline (corpus/gold.py); "" = none
     demo: Demo
     repackage: Repackage
     sample: Sample
@@ -280,6 +283,8 @@ class Params(Strict):
         for name in [self.train_source, *self.platforms]:
             if name not in self.sources:
                 raise ValueError(f"source {name!r} is not defined under `sources`")
+        if self.gold_source and self.gold_source not in self.sources:
+            raise ValueError(f"gold_source {self.gold_source!r} is not defined under `sources`")
         order = list(self.sources)
         for name, src in self.sources.items():
             for other in src.exclude:

@@ -92,6 +92,8 @@ CSV_COLUMNS: dict[str, list[str]] = {  # quantify's plots, read by report
     "prevalence_differences": ["platform_a", "platform_b", "style", "difference", "lo", "hi", "significant",
                                "confidence"],
     "trends": ["platform", "month", "style", "share", "images"],
+    "gold_prevalence": ["method", "style", "estimated", "true", "images"],
+    "gold_scores": ["encoder", "metric", "value", "lo", "hi", "images"],  # evaluate's, read by report
     "shift": ["platform", "mmd2", "threshold", "baseline_mmd2", "null_mmd2", "shifted", "rows_in", "rows_augmented",
               "rows_training_image", "rows_eligible", "rows_picked", "rows_no_embedding", "rows_used"],
 }

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -82,13 +81,11 @@ def agreement_report(labels: pd.DataFrame, gold: pd.Series | None = None) -> dic
     return report
 
 
-def gold_classes(image_names: pd.Series, source_path: Path) -> pd.Series | None:
-    """`style_class` from a corpus's styles.csv (the shared Horde corpus has one), aligned to image_names."""
-    csv = source_path / "styles.csv"
-    if not csv.exists():
+def gold_classes(image_ids: pd.Series, gold: pd.DataFrame) -> pd.Series | None:
+    """The gold class of each image ("" where none; corpus/gold.py's table), or None where the corpus has no gold."""
+    if gold.empty:
         return None
-    gold = pd.read_csv(csv, dtype=str).drop_duplicates("image_name").set_index("image_name")["style_class"]
-    return image_names.map(gold).fillna("").reset_index(drop=True)
+    return image_ids.map(gold.set_index("image_id")["style_class"]).fillna("").reset_index(drop=True)
 
 
 def annotation_labels(annotated: pd.Series, taxonomy: Taxonomy) -> pd.Series:

@@ -148,7 +148,8 @@ def read_embeddings(directory: str | Path) -> pd.DataFrame:
     """Kept rows of embed shards (image_id, aug_seed, embedding as float32 arrays); rejected rows dropped."""
     files = shards.shard_files(directory)
     if not files:
-        return pd.DataFrame({"image_id": [], "aug_seed": [], "embedding": []})
+        return pd.DataFrame({"image_id": pd.Series(dtype=str), "aug_seed": pd.Series(dtype="int64"),
+                             "embedding": pd.Series(dtype=object)})
     table = pa.concat_tables([pq.read_table(f, columns=["image_id", "aug_seed", "embedding"]) for f in files])
     frame = table.filter(pc.is_valid(table["embedding"])).to_pandas()
     frame["embedding"] = frame["embedding"].map(lambda v: np.asarray(v, dtype=np.float32))

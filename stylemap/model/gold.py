@@ -3,8 +3,9 @@
 `held_out_scores` is the protocol a new user runs to compare encoders on the gold alone: images of one group (a
 preset: one prompt rendered for three subjects) are never on both sides, so the probe is fitted on the gold of
 every other preset and scores the held-out preset, once per preset; `scores_with_intervals` adds percentile
-bootstrap intervals over images. `baseline_scores` refits the probe on another encoder's embeddings of evaluate's
-split, so the gain of the pipeline's encoder is one line of `dvc metrics show`.
+bootstrap intervals over images. `baseline_probe` refits the probe on another encoder's embeddings of evaluate's
+split, so the gain of the pipeline's encoder is one line of `dvc metrics show`; `gold_scores` scores any probe on
+a corpus's gold (corpus/gold.py), whose presets never trained it.
 """
 from __future__ import annotations
 
@@ -56,9 +57,31 @@ def embed_images(encoder, images: list[bytes]) -> np.ndarray:
     return np.stack(embedded["embedding"])
 
 
-def baseline_scores(encoder, train_images: list[bytes], y_train: np.ndarray, val_images: list[bytes],
-                    y_val: np.ndarray, styles: list[list[int]], n_classes: int, t: Train, seed: int, k: int) -> dict:
-    """`baseline.<encoder>.top1/topk/macro_f1`: the probe refitted on `encoder`'s embeddings of the same split."""
+def baseline_probe(encoder, train_images: list[bytes], y_train: np.ndarray, val_images: list[bytes],
+                   y_val: np.ndarray, n_classes: int, t: Train, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The probe refitted on `encoder`'s embeddings of the same split: (weight, bias, validation class scores)."""
     x_train, x_val = embed_images(encoder, train_images), embed_images(encoder, val_images)
     w, b = fit_probe(x_train, y_train, x_val, y_val, n_classes, t, seed)
-    return scores_metrics(f"baseline.{encoder.name}.", logits(x_val, w, b), y_val, styles, k)
+    return w, b, logits(x_val, w, b)
+
+
+def gold_scores(encoder: str, scores: np.ndarray, gold: list[str], classes: list[str], k: int, replicates: int,
+                confidence: float, seed: int) -> dict:
+    """`gold.<encoder>.top1/topk/macro_f1` (with `.lo` / `.hi`): a probe's class scores of the gold images against
+    their gold classes. A gold class the probe does not know is a class it never predicts (scored -inf), so its
+    images count as misses and its F1 as 0."""
+    unknown = sorted(set(gold) - set(classes))
+    names = list(classes) + unknown
+    scores = np.hstack([scores, np.full((len(scores), len(unknown)), -np.inf)])
+    y = np.array([names.index(c) for c in gold])
+    return {f"gold.{encoder}.{name}": v
+            for name, v in scores_with_intervals(scores, y, k, replicates, confidence, seed).items()}
+
+
+def scores_frame(metrics: dict, images: int) -> pd.DataFrame:
+    """`gold.<encoder>.<metric>` (and `.lo` / `.hi`) metrics as rows (encoder, metric, value, lo, hi, images): the
+    plot the report reads beside the shares."""
+    rows = [{"encoder": key.split(".")[1], "metric": key.split(".")[2], "value": value,
+             "lo": metrics[f"{key}.lo"], "hi": metrics[f"{key}.hi"], "images": images}
+            for key, value in metrics.items() if key.startswith("gold.") and f"{key}.lo" in metrics]
+    return pd.DataFrame(rows, columns=["encoder", "metric", "value", "lo", "hi", "images"])

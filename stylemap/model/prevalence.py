@@ -29,13 +29,15 @@ AMBIGUITY_BINS = 20  # equal-width bins of ambiguity over [0, 1] in plots/ambigu
 BATCH_ROWS = 4096  # embeddings held in memory at once
 
 def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature: float, classes: list[str],
-                  seen: set[str], platform: str, probs: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  seen: set[str], platform: str, probs: np.ndarray | None = None,
+                  trained: frozenset[str] = frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions for the original images of one batch, and the rows rejected with their reason. `probs`:
     the batch's probabilities computed elsewhere (the runner, `ProbeSpec.score`), else computed here.
 
     Rejects: `augmented` (aug_seed != -1: training copies, not platform images), `embed_failed` (no
     embedding: the embed stage could not read the image), `bad_embedding` (non-finite or zero vector),
-    `duplicate` (image_id already in `seen`, which is updated).
+    `duplicate` (image_id already in `seen`, which is updated), `trained_on` (an image the probe was fitted on:
+    a platform's shares come from images the probe never saw, as production's disjoint analysis sample).
     An embedding of the wrong length means the probe and the embeddings come from different
     backends, which no row-level reject can fix: that raises.
     """
@@ -57,6 +59,8 @@ def predict_batch(batch: pd.DataFrame, W: np.ndarray, b: np.ndarray, temperature
             reasons[i] = "bad_embedding"
         elif image_id in seen:
             reasons[i] = "duplicate"
+        elif image_id in trained:
+            reasons[i] = "trained_on"
         else:
             seen.add(image_id)
     keep = reasons == ""
@@ -92,7 +96,7 @@ class ProbeSpec:
 
 
 def predict_platform(files: list[Path], probe: ProbeSpec, classes: list[str], out_path: Path, platform: str,
-                     executor: Executor) -> pd.DataFrame:
+                     executor: Executor, trained: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Stream a platform's embed shards into out_path (atomically); returns the rejects. The probabilities come
     from the runner (on the Ray cluster with executor ray); screening, de-duplication and writing stay here, in
     input order."""
@@ -106,7 +110,8 @@ def predict_platform(files: list[Path], probe: ProbeSpec, classes: list[str], ou
             tqdm(total=shards.count_rows(files), desc=work.name, unit="img", dynamic_ncols=True) as bar:
         for _, batch in runner.stream(work, todo, executor):
             probs = np.stack(batch["probs"].to_numpy()) if len(batch) else None
-            kept, rejected = predict_batch(batch, probe.W, probe.b, probe.temperature, classes, seen, platform, probs)
+            kept, rejected = predict_batch(batch, probe.W, probe.b, probe.temperature, classes, seen, platform, probs,
+                                           trained)
             if len(kept):
                 writer.write_table(schemas.to_table("predictions", kept))
             rejects.append(rejected)

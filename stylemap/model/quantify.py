@@ -160,3 +160,20 @@ def differences(replicates: dict[str, np.ndarray], points: dict[str, np.ndarray]
                          "lo": lo[c], "hi": hi[c], "significant": bool(lo[c] > 0 or hi[c] < 0), "confidence": level})
         metrics[f"differences.{a}_vs_{b}.significant"] = sum(d["significant"] for d in rows[-len(classes):])
     return pd.DataFrame(rows), metrics
+
+
+def gold_errors(fitted: dict, probs: np.ndarray, gold: list[str], classes: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Each method's shares of the gold images against their true shares (the gold classes' own): per style, and
+    `gold.<method>.mae` (mean over styles) / `.max_error` / `.worst_style`. Styles are the union of the probe's and
+    the gold's: a gold class the probe lacks is estimated at 0, a probe class the gold lacks is truly 0."""
+    names = sorted(set(classes) | set(gold))
+    true = pd.Series(gold).value_counts(normalize=True).reindex(names, fill_value=0.0)
+    frames, metrics = [], {}
+    for method, quantifier in fitted.items():
+        estimate = pd.Series(quantifier.predict(probs), index=classes).reindex(names, fill_value=0.0)
+        error = (estimate - true).abs()
+        metrics.update({f"gold.{method}.mae": float(error.mean()), f"gold.{method}.max_error": float(error.max()),
+                        f"gold.{method}.worst_style": str(error.idxmax())})
+        frames.append(pd.DataFrame({"method": method, "style": names, "estimated": estimate.to_numpy(),
+                                    "true": true.to_numpy(), "images": len(gold)}))
+    return pd.concat(frames, ignore_index=True), metrics

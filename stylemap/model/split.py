@@ -1,7 +1,8 @@
 """The leak-free train/validation split.
 
 Many images share a prompt (same user, same words, different seeds), and such images look alike, so the
-split is by prompt group (GroupShuffleSplit): no prompt has images on both sides. Augmented recipes follow
+split is by prompt group (GroupShuffleSplit): no prompt (or preset, where the corpus records one) has images on
+both sides. Augmented recipes follow
 their source image: copies of training images train, copies of validation images are excluded (validation
 measures real images only). Validation images within `train.dedup_hamming` pHash bits of any training image
 are near-duplicates and are dropped.
@@ -38,12 +39,17 @@ def near_duplicates(query: np.ndarray, reference: np.ndarray, max_distance: int)
 
 
 def prompt_groups(rows: pd.DataFrame) -> pd.Series:
-    """Group key per row (image_id, prompt): the prompt, case and spacing normalised; no prompt: the image itself.
+    """Group key per row (image_id, prompt, optional preset): the row's preset where its corpus records one (a
+    Horde preset renders one style prompt for three subjects, so its prompts differ only in the subject), else the
+    prompt, case and spacing normalised; no prompt: the image itself.
 
-    Augmented copies carry their source's prompt, so they always fall in their source image's group.
+    Augmented copies carry their source's prompt and preset, so they always fall in their source image's group.
     """
     prompts = rows["prompt"].fillna("").str.lower().str.split().str.join(" ")
-    return prompts.where(prompts != "", rows["image_id"])
+    groups = prompts.where(prompts != "", rows["image_id"])
+    if "preset" not in rows:
+        return groups
+    return ("preset:" + rows["preset"].astype(str)).where(rows["preset"].notna(), groups)
 
 
 def split_rows(rows: pd.DataFrame, val_fraction: float, dedup_hamming: int, seed: int) -> tuple[pd.Series, dict]:

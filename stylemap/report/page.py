@@ -33,6 +33,9 @@ class Inputs:
     calibration: dict  # evaluate: temperature, ece, ece_calibrated
     review: pd.DataFrame  # audit: image_id, given, suggested, quality, thumb (data URI or None)
     noise: pd.DataFrame  # audit: class, noise_rate
+    gold_scores: pd.DataFrame  # evaluate: encoder, metric, value, lo, hi, images
+    gold_prevalence: pd.DataFrame  # quantify: method, style, estimated, true, images
+    gold_source: str
     pngs: dict[str, Path]
     shareable: set[str]  # platforms whose per-image data may be shared (`redistribute`): they get an explorer link
     note: str
@@ -178,6 +181,35 @@ def summary_table(d: Inputs) -> str:
             f"<th>shift</th></tr>{''.join(rows)}</table>")
 
 
+def gold_section(d: Inputs) -> str:
+    """The chain scored on real images: each encoder's probe on the gold images (never trained on), and the
+    default method's shares of those images against their true shares."""
+    if d.gold_scores.empty:
+        return ""
+    scores = d.gold_scores.pivot(index="encoder", columns="metric")
+    rows = "".join(f"<tr><td>{esc(e)}</td>" + "".join(
+        f"<td>{scores.loc[e, ('value', m)]:.3f} [{scores.loc[e, ('lo', m)]:.3f}, {scores.loc[e, ('hi', m)]:.3f}]</td>"
+        for m in ("top1", "top3", "macro_f1")) + "</tr>" for e in scores.index)
+    default = d.prevalence.loc[d.prevalence["default"], "method"]
+    method = default.iloc[0] if len(default) else "cc"
+    shares = d.gold_prevalence[d.gold_prevalence["method"] == method].sort_values("true", ascending=False)
+    errors = (d.gold_prevalence.assign(error=(d.gold_prevalence["estimated"] - d.gold_prevalence["true"]).abs())
+              .groupby("method", sort=False)["error"].agg(["mean", "max"]))
+    share_rows = "".join(f"<tr><td>{esc(r.style)}</td><td>{r.true:.1%}</td><td>{r.estimated:.1%}</td></tr>"
+                         for r in shares.itertuples())
+    error_rows = "".join(f"<tr><td>{esc(m)}</td><td>{r['mean']:.3f}</td><td>{r['max']:.3f}</td></tr>"
+                         for m, r in errors.iterrows())
+    images = int(d.gold_scores["images"].iloc[0])
+    return (f"<h2>Scored against the gold ({esc(d.gold_source)}: {images} hand-checked images)</h2>"
+            "<p>No preset with a gold image trained the probe; the gold is never a training label. A gold class the "
+            "probe does not know counts as a miss. Intervals: bootstrap over images.</p>"
+            "<table><tr><th>probe on</th><th>top-1</th><th>top-3</th><th>macro-F1</th></tr>" + rows + "</table>"
+            f"<h3>shares of the gold images: {esc(method)} against the truth</h3>"
+            "<table><tr><th>style</th><th>true</th><th>estimated</th></tr>" + share_rows + "</table>"
+            "<h3>absolute error of the shares, per method</h3>"
+            "<table><tr><th>method</th><th>mean over styles</th><th>worst style</th></tr>" + error_rows + "</table>")
+
+
 def report_html(d: Inputs) -> str:
     """Summary table, calibration, one column per platform, the differences between platforms, the label audit."""
     colors = dict(zip(d.classes, style_colors(d.classes)))
@@ -186,7 +218,7 @@ def report_html(d: Inputs) -> str:
                    f"validation images): ECE {c['ece']:.3f} raw, {c['ece_calibrated']:.3f} calibrated (held-out halves).")
     page = (TEMPLATES / "report.html").read_text()
     return (page.replace("__NOTE__", esc(d.note)).replace("__CALIBRATION__", esc(calibration))
-            .replace("__SUMMARY__", summary_table(d))
+            .replace("__SUMMARY__", summary_table(d)).replace("__GOLD__", gold_section(d))
             .replace("__PLATFORMS__", "".join(platform_section(p, d, colors) for p in d.platforms))
             .replace("__DIFFERENCES__", differences_table(d.differences))
             .replace("__AUDIT__", audit_section(d.review, d.noise)))

@@ -1,6 +1,7 @@
 import pandas as pd
 import pytest
 
+from stylemap.corpus.gold import read_gold
 from stylemap.labels.agreement import (agreement_report, annotation_labels, gold_classes, keyword_labels,
                                       top3_agreement)
 
@@ -51,7 +52,7 @@ def test_keywords_agree_with_horde_gold_classes(taxonomy, horde):
     meta = pd.read_parquet(horde / "metadata.parquet")
     df = pd.DataFrame({"image_id": "horde/" + meta["image_name"], "description": meta["prompt"], "status": "ok"})
     labels = keyword_labels(df, taxonomy, 3)
-    gold = gold_classes(meta["image_name"], horde)
+    gold = gold_classes(df["image_id"], read_gold(horde, "horde"))
     report = agreement_report(labels, gold)
     assert report["keywords"]["vs_gold"]["n"] == 101
     assert report["keywords"]["vs_gold"]["any"] > 0.5  # prompts of these presets name their style

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from stylemap.model.gold import held_out_scores, scores_with_intervals
+from stylemap.model.gold import gold_scores, held_out_scores, scores_frame, scores_with_intervals
 from tests.support.fixtures import make_params
 
 
@@ -28,3 +29,13 @@ def test_a_group_is_scored_by_a_probe_that_never_saw_it():
     assert (scores.argmax(1) == y).mean() <= 0.7
     m = scores_with_intervals(scores, y, 1, 300, 0.9, 0)
     assert m["top1.lo"] <= m["top1"] <= m["top1.hi"] and m["top1.hi"] - m["top1.lo"] > 0.1
+
+
+def test_a_gold_class_the_probe_lacks_is_a_miss_and_the_scores_become_the_reports_rows():
+    scores = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [2.0, 1.0, 0.0]])
+    m = gold_scores("cnn", scores, ["a", "b", "c", "watercolor"], ["a", "b", "c"], 3, 100, 0.9, 0)
+    assert m["gold.cnn.top1"] == 0.75 and m["gold.cnn.top3"] == 0.75  # watercolor is never among the 3 scored
+    assert m["gold.cnn.macro_f1"] == pytest.approx((1 / (1 + 0.5 * 1) + 1 + 1 + 0) / 4)  # a: 1 hit, 1 false alarm
+    frame = scores_frame({**m, "gold.in": 4}, 4)
+    assert frame["metric"].tolist() == ["top1", "top3", "macro_f1"] and (frame["encoder"] == "cnn").all()
+    assert (frame["lo"] <= frame["value"]).all() and (frame["value"] <= frame["hi"]).all() and (frame["images"] == 4).all()

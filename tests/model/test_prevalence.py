@@ -23,7 +23,7 @@ B = np.zeros(3, dtype=np.float32)
 def params(root: Path, platforms=("demo", "horde"), horde_optional=True):
     sources = {"demo": {"kind": "local", "path": "data/demo"},
                "horde": {"kind": "local", "path": "../absent", "optional": horde_optional}}
-    return write_params(root, replace={"sources": sources, "platforms": list(platforms)})
+    return write_params(root, replace={"sources": sources, "platforms": list(platforms), "train_source": "demo"})
 
 
 def write_probe(root: Path, W=W, b=B, classes=CLASSES, temperature=2.0) -> None:
@@ -31,6 +31,8 @@ def write_probe(root: Path, W=W, b=B, classes=CLASSES, temperature=2.0) -> None:
     save_file({"weight": W, "bias": b}, str(root / "data/model/probe.safetensors"))
     (root / "data/model/classes.json").write_text(json.dumps(classes))
     (root / "data/model/calibration.json").write_text(json.dumps({"temperature": temperature}))
+    pd.DataFrame({"image_id": ["demo/7", "demo/6"], "aug_seed": -1, "label": "photo", "split": ["train", "val"]}) \
+        .to_parquet(root / "data/model/split.parquet")  # the probe trained on demo/7
 
 
 def embed_rows(ids, vectors, aug_seed=-1) -> pd.DataFrame:
@@ -77,6 +79,13 @@ def test_predict_batch_rejects_with_reasons_and_reconciles():
     assert seen == {"s/a", "s/b"}
 
 
+def test_images_the_probe_trained_on_are_counted_rejects():
+    batch = embed_rows(["s/a", "s/b", "s/c"], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]])
+    kept, rejects = predict.predict_batch(batch, W, B, 1.0, CLASSES, set(), "s", trained=frozenset({"s/b", "t/a"}))
+    assert kept["image_id"].tolist() == ["s/a", "s/c"]
+    assert list(zip(rejects["image_id"], rejects["reason"])) == [("s/b", "trained_on")]
+
+
 def test_wrong_embedding_dim_is_an_error_naming_the_image():
     with pytest.raises(ValueError, match=r"'s/x' has 5 values, the probe expects 4"):
         predict.predict_batch(embed_rows(["s/x"], [[1, 0, 0, 0, 0]]), W, B, 1.0, CLASSES, set(), "s")
@@ -111,28 +120,29 @@ def test_main_streams_shards_and_reports_absent_platform(tmp_path, monkeypatch):
     metrics = predict_stage.main(tmp_path)
 
     assert metrics["horde.absent"] is True and metrics["platforms_present"] == 1
-    assert (metrics["demo.in"], metrics["demo.kept"], metrics["demo.rejected"]) == (11, 9, 2)
+    assert (metrics["demo.in"], metrics["demo.kept"], metrics["demo.rejected"]) == (11, 8, 3)
     assert metrics["demo.rejected.augmented"] == 1 and metrics["demo.rejected.bad_embedding"] == 1
-    assert metrics["demo.share.anime"] == pytest.approx(6 / 9)  # the uniform demo/8 ties: first class wins
-    assert metrics["demo.share.photo"] == pytest.approx(3 / 9)
+    assert metrics["demo.rejected.trained_on"] == 1  # demo is the train source: its training image is no share
+    assert metrics["demo.share.anime"] == pytest.approx(6 / 8)  # the uniform demo/8 ties: first class wins
+    assert metrics["demo.share.photo"] == pytest.approx(2 / 8)
     e1 = np.exp(2.0 / 2.0)  # logit 2 of a one-hot image at the calibration's temperature 2
     clear = e1 / (e1 + 2)  # confidence of a one-hot image; demo/8 (axis 3) is uniform: 1/3
-    assert metrics["demo.mean_confidence"] == pytest.approx((8 * clear + 1 / 3) / 9)
+    assert metrics["demo.mean_confidence"] == pytest.approx((7 * clear + 1 / 3) / 8)
     assert json.loads((tmp_path / "metrics/predict.json").read_text()) == pytest.approx(json.loads(json.dumps(metrics)), abs=1e-6)
 
     pred = pd.read_parquet(tmp_path / "data/predict/demo.parquet")
-    assert pred["image_id"].tolist() == [f"demo/{i}" for i in range(9)]
-    assert pred.loc[8, "ambiguity"] == pytest.approx(1.0)
+    assert pred["image_id"].tolist() == [f"demo/{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8)]
+    assert pred.loc[7, "ambiguity"] == pytest.approx(1.0)
     assert len(pred.loc[0, "probs"]) == 3
     assert not (tmp_path / "data/predict/horde.parquet").exists()
     rejects = pd.read_parquet(tmp_path / "data/predict/rejects.parquet")
-    assert sorted(rejects["reason"]) == ["augmented", "bad_embedding"]
+    assert sorted(rejects["reason"]) == ["augmented", "bad_embedding", "trained_on"]
 
     shares = pd.read_csv(tmp_path / "plots/platforms.csv")
     assert shares["platform"].unique().tolist() == ["demo"] and shares["style"].tolist() == CLASSES
     assert shares["share"].sum() == pytest.approx(1.0)
     hist = pd.read_csv(tmp_path / "plots/ambiguity.csv")
-    assert len(hist) == predict.AMBIGUITY_BINS and hist["count"].sum() == 9 and hist["count"].iloc[-1] == 1
+    assert len(hist) == predict.AMBIGUITY_BINS and hist["count"].sum() == 8 and hist["count"].iloc[-1] == 1
 
     again = predict_stage.main(tmp_path)
     assert again == metrics  # same inputs and params -> identical metrics

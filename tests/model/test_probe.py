@@ -119,3 +119,13 @@ def test_a_val_fraction_leaving_one_side_empty_names_the_param():
     rows = _rows(n_prompts=3, per_prompt=2)
     with pytest.raises(ValueError, match="train.val_fraction 0.99 over 3 prompt groups: .*train set will be empty"):
         train.split_rows(rows, 0.99, 0, 0)
+
+
+def test_a_preset_groups_its_images_whatever_their_prompts():
+    """A Horde preset renders one style prompt for three subjects: its prompts differ, its group does not."""
+    rows = _rows()
+    rows["preset"] = [f"preset {i // 6}" if i < 30 else None for i in range(len(rows))]  # spans two prompts each
+    split, report = train.split_rows(rows, 0.25, dedup_hamming=0, seed=0)
+    presets = rows.assign(split=split)[rows["preset"].notna()].groupby("preset")["split"].nunique()
+    assert (presets == 1).all() and len(presets) == 5
+    assert report["groups"] == 5 + 10  # 5 presets over 30 rows, then the other 30 rows' 10 prompts

@@ -92,3 +92,16 @@ def test_differences_are_paired_per_pair_of_platforms_and_class():
     assert metrics == {"differences.a_vs_b.significant": 0, "differences.a_vs_c.significant": 2,
                        "differences.b_vs_c.significant": 2}
     assert frame.query("platform_a == 'a' and platform_b == 'c'")["difference"].round(6).tolist() == [-0.2, 0.2, 0, 0]
+
+
+def test_gold_errors_compare_each_methods_shares_with_the_true_ones_over_both_class_sets():
+    """Probe classes 0-3 as a, b, c, d; the gold has a, b and e (a class the probe lacks): e is estimated at 0,
+    d (no gold image) is truly 0."""
+    probs = np.eye(K)[[0, 0, 1, 3]]
+    fitted = {"cc": quantify.fit("cc", np.eye(K)[np.arange(K).repeat(5)], np.arange(K).repeat(5))}
+    frame, metrics = quantify.gold_errors(fitted, probs, ["a", "a", "b", "e"], ["a", "b", "c", "d"])
+    shares = frame.set_index("style")
+    assert shares["estimated"].to_dict() == {"a": 0.5, "b": 0.25, "c": 0.0, "d": 0.25, "e": 0.0}
+    assert shares["true"].to_dict() == {"a": 0.5, "b": 0.25, "c": 0.0, "d": 0.0, "e": 0.25}
+    assert metrics["gold.cc.mae"] == pytest.approx(0.1) and metrics["gold.cc.max_error"] == 0.25
+    assert metrics["gold.cc.worst_style"] == "d" and (frame["images"] == 4).all()  # d and e tie: the first

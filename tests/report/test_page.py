@@ -30,6 +30,8 @@ def inputs(**changes) -> Inputs:
         review=pd.DataFrame({"image_id": ["a/1"], "given": ["anime"], "suggested": ["photo"], "quality": [0.01],
                              "thumb": ["data:image/jpeg;base64,AAAA"]}),
         noise=pd.DataFrame({"class": CLASSES, "noise_rate": [0.25, 0.0, 0.5]}),
+        gold_scores=pd.DataFrame(columns=["encoder", "metric", "value", "lo", "hi", "images"]),
+        gold_prevalence=pd.DataFrame(columns=["method", "style", "estimated", "true", "images"]), gold_source="",
         pngs={}, shareable={"a", "b"}, note="<note>")
     return Inputs(**{**base, **changes})
 
@@ -96,3 +98,22 @@ def test_a_platform_that_may_not_be_shared_gets_no_explorer_link(tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
     a = section(report_html(inputs(pngs={"a": png}, shareable={"b"})), "a")
     assert "data:image/png;base64," in a and "explore/a" not in a and "terms forbid sharing per-image data" in a
+
+
+def test_the_gold_section_shows_each_encoders_scores_and_the_default_methods_shares_against_the_truth():
+    assert "Scored against the gold" not in report_html(inputs())  # no gold source: no section
+    scores = pd.DataFrame([{"encoder": e, "metric": m, "value": v, "lo": v - 0.1, "hi": v + 0.1, "images": 20}
+                           for e, base in (("cnn", 0.5), ("style_stats", 0.3))
+                           for m, v in (("top1", base), ("top3", base + 0.2), ("macro_f1", base - 0.1))])
+    shares = pd.DataFrame([{"method": m, "style": c, "estimated": est, "true": t, "images": 20}
+                           for m, ests in (("cc", [0.6, 0.3, 0.1]), ("acc", [0.45, 0.45, 0.1]))
+                           for c, est, t in zip(CLASSES, ests, [0.5, 0.5, 0.0])])
+    page = report_html(inputs(gold_scores=scores, gold_prevalence=shares, gold_source="horde"))
+    gold = page.split("Scored against the gold")[1].split("<main>")[0]
+    assert "(horde: 20 hand-checked images)" in gold
+    assert "<td>cnn</td><td>0.500 [0.400, 0.600]</td><td>0.700 [0.600, 0.800]</td>" in gold
+    assert "<td>style_stats</td><td>0.300 [0.200, 0.400]</td>" in gold
+    assert "shares of the gold images: acc against the truth" in gold  # the platforms' default method
+    assert "<td>anime</td><td>50.0%</td><td>45.0%</td>" in gold and "<td>sketch</td><td>0.0%</td><td>10.0%</td>" in gold
+    assert "<td>cc</td><td>0.133</td><td>0.200</td>" in gold  # errors 0.1, 0.2, 0.1: mean 0.133, worst 0.2
+    assert "<td>acc</td><td>0.067</td><td>0.100</td>" in gold

@@ -186,6 +186,8 @@ def build_project(root: Path, n: int = 150) -> None:
     (root / "data/model/calibration.json").write_text(json.dumps({"temperature": 1.0}))  # predict's probe temperature
     embedding = {"backend": "style_stats", "arch": "", "pretrained": "", "dim": DIM, "name": "style_stats"}
     (root / "data/model/model_card.json").write_text(json.dumps({"embedding": embedding}))
+    pd.DataFrame({"image_id": [], "aug_seed": [], "label": [], "split": []}) \
+        .to_parquet(root / "data/model/split.parquet")  # a stand-in probe: it trained on none of these images
     for platform, count in (("demo", n), ("tiny", 2)):
         X, labels = clusters(count, seed=1)
         ids = [f"{platform}/img{i:04d}.png" for i in range(count)]

@@ -68,3 +68,32 @@ def test_stage_with_open_clip_has_zero_shot(tmp_path):
                                             "embed.pretrained": str(ckpt)})
     assert metrics["zero_shot.available"] == 1  # random weights: only the plumbing is tested, not the value
     assert 0.0 <= metrics["zero_shot.top1"] <= metrics["zero_shot.top3"] <= 1.0
+
+
+def test_gold_presets_never_train_and_both_probes_are_scored_on_the_gold(tmp_path):
+    """Presets 0 and 1 hold gold images: every image of theirs (a gold-less preset-mate and augmented copies too)
+    stays out of the split, and evaluate scores the pipeline's probe and the baseline's on the gold."""
+    p, frame = make_project(tmp_path, per_style=10, n_augmented=6,
+                            overrides={"train.epochs": 40, "train.val_fraction": 0.3, "evaluate.bootstrap": 50,
+                                       "train_source": "demo", "gold_source": "demo"})
+    originals = frame[frame["image_id"] != "demo/broken.png"].reset_index(drop=True)
+    table = pd.DataFrame({"image_name": originals["image_name"], "horde_style": [f"p{i % 8}" for i in originals.index],
+                          "style_class": [s if i % 8 < 2 and i != 8 else "" for i, s in enumerate(originals["style"])]})
+    (tmp_path / "data/demo").mkdir()  # the demo source's folder, where its gold table lies
+    table.to_csv(tmp_path / "data/demo/styles.csv", index=False)
+    held = set(originals["image_id"][originals.index % 8 < 2])
+    embed.main(tmp_path)
+    card = train.main(tmp_path)
+    recipes = pd.read_parquet(tmp_path / "data/balance/recipes.parquet")
+    assert card["split"]["rejected.gold_preset"] == recipes["image_id"].isin(held).sum() >= len(held) == 10
+    assert not set(pd.read_parquet(tmp_path / "data/model/split.parquet")["image_id"]) & held
+
+    metrics = evaluate.main(tmp_path)
+    assert metrics["gold.in"] == metrics["gold.kept"] == 9 and metrics["gold.unknown_class"] == 0
+    for encoder in ("efficientnet_lite", "style_stats"):
+        for name in ("top1", "top3", "macro_f1"):
+            key = f"gold.{encoder}.{name}"
+            assert metrics[f"{key}.lo"] <= metrics[key] <= metrics[f"{key}.hi"]
+    assert metrics["gold.style_stats.top1"] >= 7 / 9  # the synthetic styles are colour statistics
+    scores = pd.read_csv(tmp_path / "plots/gold_scores.csv")
+    assert len(scores) == 6 and (scores["images"] == 9).all()

@@ -8,6 +8,7 @@ from stages import repackage
 from stages import sample as sample_stage
 from stylemap import shards
 from stylemap.corpus.readers.local import is_absent
+from stylemap.corpus.gold import read_gold
 from stylemap.labels.agreement import gold_classes
 from tests.support.fixtures import write_params
 
@@ -30,8 +31,8 @@ def test_both_formats_give_the_same_sample_and_gold(tmp_path, horde):
     assert a["image_bytes"].tolist() == b["image_bytes"].tolist()  # the same images, byte for byte
     fields = ["prompt", "seed", "cfg", "steps", "sampler", "timestamp", "width", "height", "phash"]  # extra columns
     pd.testing.assert_frame_equal(a[fields], b[fields])
-    gold_a = gold_classes(a["image_name"], horde)
-    gold_b = gold_classes(b["image_name"], root / "data/horde-wds")
+    gold_a = gold_classes("dd/" + a["image_name"], read_gold(horde, "dd"))
+    gold_b = gold_classes("wds/" + b["image_name"], read_gold(root / "data/horde-wds", "wds"))
     assert gold_a.tolist() == gold_b.tolist() and (gold_b != "").sum() > 50
 
 

@@ -98,7 +98,8 @@ def sample_frame(source: str, per_style: int, seed: int = 0, per_prompt: int = 2
 def raw_params(overrides: dict | None = None, replace: dict | None = None) -> dict:
     """The repository's params.yaml with `overrides` merged in and `replace`'s top-level keys set whole.
 
-    `overrides` keys may be dotted ({"embed.loader_workers": 0}) or nested ({"embed": {"loader_workers": 0}})."""
+    `overrides` keys may be dotted ({"embed.loader_workers": 0}) or nested ({"embed": {"loader_workers": 0}}).
+    Replaced `sources` without the gold source also drop `gold_source` (a test's own corpora have no gold)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     for key, value in (overrides or {}).items():
         *path, last = key.split(".")
@@ -106,7 +107,10 @@ def raw_params(overrides: dict | None = None, replace: dict | None = None) -> di
         for part in reversed([*path, last][1:]):
             nested = {part: nested}
         raw = merge(raw, {key.split(".")[0]: nested})
-    return {**raw, **(replace or {})}
+    raw = {**raw, **(replace or {})}
+    if raw.get("gold_source") and raw["gold_source"] not in raw["sources"]:
+        raw["gold_source"] = ""
+    return raw
 
 
 def make_params(overrides: dict | None = None, replace: dict | None = None) -> Params:
