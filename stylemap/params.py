@@ -90,6 +90,7 @@ class Sample(Strict):
     max_member_bytes: int = Field(ge=1)  # an archive member inflating past this is rejected (zip bombs)
     max_image_nsfw: float = Field(ge=0, le=2)  # DiffusionDB's image_nsfw score above this is rejected (null: kept)
     max_prompt_nsfw: float = Field(ge=0, le=2)  # DiffusionDB's prompt_nsfw score above this is rejected
+    nsfw_screen_max: float = Field(ge=0, le=1)  # an image with no corpus score is scored (corpus/nsfw.py); above: rejected
     image_side: int = Field(ge=32, le=16383)  # stored images' longer side at most this (WebP's limit: 16383)
     parts_in_flight: int = Field(ge=1)  # corpus parts read at once: reading one overlaps decoding others
     shard_size: int = Field(ge=1)

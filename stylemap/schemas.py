@@ -30,6 +30,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         _key("image_bytes", pa.binary()),  # the original file, or a lossless WebP (smaller, or shrunk to sample.image_side)
         ("timestamp", pa.timestamp("us", tz="UTC")),  # when the image was made, where the corpus says
         ("annotated_styles", string_list),  # the corpus's own style annotations (JourneyDB's Task1.Style)
+        _key("image_nsfw", pa.float64()),  # the corpus's NSFW score, else open_nsfw's (sample.nsfw_screen_max)
+        _key("image_nsfw_by"),  # corpus | open_nsfw
     ]),
     "sample_rejects": pa.schema([_key("source"), _key("image_name"), _key("reason"), ("detail", pa.string())]),
     "describe": pa.schema([

@@ -8,8 +8,8 @@ reads: only the drawn images that passed the prompt filters (README "Sampling th
 The Hub's /resolve/ URL is asked once per file (a HEAD: size, commit, and the storage location it redirects to);
 ranges are read from that location, so the Hub's resolver rate limit (3,000 requests per 5 minutes anonymous)
 counts parts, not images, and, as huggingface_hub does, the token is never sent off the Hub. Every request goes
-through huggingface_hub's retrying client; one that still fails stops the stage (a rerun resumes), never turns
-an image into a reject.
+through huggingface_hub's retrying client with a read timeout (a stalled server is retried like a failed one);
+one that still fails stops the stage (a rerun resumes), never turns an image into a reject.
 """
 from __future__ import annotations
 
@@ -18,12 +18,17 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import EntryNotFoundError
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
 
 TAIL = 4096  # first request of a zip: end record + zip64 locator (+ a small directory); more would be image bytes
 LOCAL_SLACK = 64  # a member's local header may carry a few more extra bytes than its directory entry
+# huggingface_hub's shared client has no timeout: a range GET that stalls (no answer, or a body that stops) would
+# hang the stage. Seconds without a byte before it is retried (env HF_HUB_DOWNLOAD_TIMEOUT, as whole downloads),
+# and how many retries (waits 1, 2, 4, 8, 8 s) before a FetchError stops the stage: ~2 min at most per request.
+READ_TIMEOUT_S = constants.HF_HUB_DOWNLOAD_TIMEOUT
+RETRIES = 5
 
 
 class FetchError(RuntimeError):
@@ -73,7 +78,8 @@ class RangeFile(io.RawIOBase):
         if start >= end:
             return b""
         try:
-            response = http_backoff("GET", self.url, headers={**self.headers, "Range": f"bytes={start}-{end - 1}"})
+            response = http_backoff("GET", self.url, headers={**self.headers, "Range": f"bytes={start}-{end - 1}"},
+                                    timeout=READ_TIMEOUT_S, max_retries=RETRIES)
             hf_raise_for_status(response)
         except Exception as err:  # noqa: BLE001 - httpx and Hub errors alike: none may pass for a bad member
             raise FetchError(f"{self.name}: bytes {start}-{end - 1}: {type(err).__name__}: {err}") from err

@@ -21,6 +21,7 @@ from PIL import Image
 
 from stylemap.corpus.filters import prompt_reject
 from stylemap.corpus.images import DecodeError, decode_rgb
+from stylemap.corpus.nsfw import SCORER, nsfw_score
 from stylemap.corpus.readers.base import MemberError, Part
 from stylemap.corpus.syntax import SYNTAXES
 from stylemap.params import Sample
@@ -220,6 +221,12 @@ def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, syntax: st
         except (MemberError, DecodeError) as err:
             tally.reject(row.image_name, err.reason, err.detail, rank=row.rank)
             continue
+        corpus_score = _number("image_nsfw", row.image_nsfw)  # checked by row_reject: a number or None
+        score = corpus_score if corpus_score is not None else nsfw_score(facts["image_bytes"])
+        if score > s.nsfw_screen_max and corpus_score is None:
+            tally.reject(row.image_name, "nsfw_image", f"{SCORER}={score:.3f} > {s.nsfw_screen_max}", rank=row.rank)
+            continue
+        facts.update(image_nsfw=score, image_nsfw_by="corpus" if corpus_score is not None else SCORER)
         tally.keep(row.rank, row.image_name, mode)
         kept.append({"image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
                      "part_id": row.part, **fields, "prompt": " ".join(fields["prompt"].split()), **facts,

@@ -86,3 +86,16 @@ def test_whole_parts_are_drawn_and_deleted_once_read_unless_kept(hub_corpus, tmp
 def test_keep_parts_needs_parts_downloaded_whole():
     with pytest.raises(ValueError, match="keep_parts"):
         Source(kind="hf", path="a/b", keep_parts=True)
+
+
+@pytest.mark.parametrize("stall", ["silent", "mid_body"])
+def test_a_stalled_server_is_retried_then_stops_the_stage_with_the_request_named(hub_corpus, tmp_path, monkeypatch,
+                                                                                stall):
+    """huggingface_hub's client has no timeout of its own: without hub.READ_TIMEOUT_S this test would hang."""
+    monkeypatch.setattr(hub, "READ_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(hub, "RETRIES", 1)
+    root, _ = hub_corpus
+    with HubServer(root, stall=stall) as server:
+        with pytest.raises(hub.FetchError, match=r"part-\d+\.zip: bytes \d+-\d+: ReadTimeout"):
+            run(hf(server, tmp_path), tmp_path / "hf", n=10)
+    assert server.traffic["stalled"] >= 2  # a ranged GET and its one retry (parts in flight stall alike)

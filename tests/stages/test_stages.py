@@ -42,6 +42,8 @@ def test_stages_in_dvc_order(project):
     assert demo.main(project)["images"] == 64
     s = sample.main(project)
     assert s["horde"] == {"absent": True} and s["demo"]["in"] == 64 == s["demo"]["kept"] + s["demo"]["rejected"]
+    scores = shards.read_dir(project / "data/sample/demo", columns=["image_nsfw", "image_nsfw_by"])
+    assert (scores["image_nsfw_by"] == "corpus").all() and (scores["image_nsfw"] == 0).all()  # the demo scores itself
 
     d = describe.main(project)
     assert d["demo.in"] == d["demo.kept"] + d["demo.rejected"] == s["demo"]["kept"]

@@ -91,7 +91,8 @@ def sample_frame(source: str, per_style: int, seed: int = 0, per_prompt: int = 2
                          "prompt": f"a {style} picture, scene {i // per_prompt}", "seed": i, "cfg": 7.0, "steps": 30,
                          "sampler": "k_euler", "width": image.width, "height": image.height,
                          "phash": str(imagehash.phash(image)), "style": style, "image_bytes": encode_png(image),
-                         "timestamp": pd.Timestamp("2022-08-01", tz="UTC"), "annotated_styles": None})
+                         "timestamp": pd.Timestamp("2022-08-01", tz="UTC"), "annotated_styles": None,
+                         "image_nsfw": 0.0, "image_nsfw_by": "corpus"})
     return pd.DataFrame(rows)
 
 

@@ -5,7 +5,8 @@ huggingface_hub asks when it downloads or range-reads a file, as the Hub does fo
 `<endpoint>/datasets/<repo>/resolve/<revision>/<path>` is a 302 to a second origin standing in for the CDN, with
 the headers huggingface_hub reads (X-Repo-Commit, X-Linked-Etag, X-Linked-Size); the CDN answers GET, whole or
 with one `Range` (206). A file that is not there is a 404 with `X-Error-Code: EntryNotFound`. Any repo id and
-revision name the one folder. `traffic` counts requests per origin and the body bytes the CDN sent.
+revision name the one folder. `traffic` counts requests per origin and the body bytes the CDN sent. `stall` makes
+the CDN misbehave on ranged GETs: never answer, or stop halfway through the body (until the server closes).
 
     with HubServer(folder) as hub:      # Source(kind="hf", path="poloclub/diffusiondb", endpoint=hub.endpoint)
         ...
@@ -27,8 +28,10 @@ RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 class HubServer:
     """Serves `root` on two localhost ports (the Hub and its CDN); a context manager."""
 
-    def __init__(self, root: str | Path, commit: str = "5" * 40):
+    def __init__(self, root: str | Path, commit: str = "5" * 40, stall: str = ""):
         self.root, self.commit = Path(root), commit
+        self.stall = stall  # "" | "silent": a Range GET is never answered | "mid_body": its body stops halfway
+        self.released = threading.Event()  # set on exit: stalled handlers return
         self.traffic: Counter = Counter()
         self._lock = threading.Lock()
         self._hub = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -55,6 +58,7 @@ class HubServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.released.set()
         for server in (self._hub, self._cdn):
             server.shutdown()
             server.server_close()
@@ -97,6 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
             start, end, status = max(0, size - int(wanted.group(2))), size, 206
         if start >= end:
             return self._empty(416, {"Content-Range": f"bytes */{size}"})
+        if wanted and hub.stall == "silent":
+            hub.count(stalled=1)
+            return hub.released.wait()
         self.send_response(status)
         self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", "bytes")
@@ -107,6 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
             hub.count(cdn_bytes=end - start)
             with target.open("rb") as f:
                 f.seek(start)
+                if wanted and hub.stall == "mid_body":
+                    hub.count(stalled=1)
+                    _copy(f, self.wfile, (end - start) // 2)
+                    self.wfile.flush()
+                    return hub.released.wait()
                 _copy(f, self.wfile, end - start)
 
     def _empty(self, status: int, headers: dict) -> None:
