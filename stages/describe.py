@@ -13,6 +13,7 @@ from stylemap import entry, paths, runner, shards
 from stylemap.files import write_json
 from stylemap.params import RUN_KNOBS
 from stylemap.rejects import Rejects
+from stylemap.schemas import LABELLABLE
 from stylemap.stagespec import code_fingerprint, for_stage
 from stylemap.teacher.describe import describe_work
 
@@ -33,7 +34,10 @@ def main(root: str | Path = ".") -> dict:
         print(f"describe {source}: {stats[source]['shards']} shards, {stats[source]['shards_resumed']} resumed "
               "from a previous run")
         status = shards.read_dir(out_dir / source, columns=["status"])["status"]
-        metrics.update(Rejects.from_column(status, "ok").report(stats[source]["rows_in"], source))
+        metrics.update(Rejects.from_column(status, LABELLABLE).report(stats[source]["rows_in"], source))
+        metrics[f"{source}.truncated_styled"] = int(status.eq("truncated_styled").sum())  # kept: labelled
+        metrics[f"{source}.truncation_rate"] = float(status.isin(["truncated", "truncated_styled"]).mean()) \
+            if len(status) else 0.0
     write_json(project.metrics("describe"), metrics)
     return metrics
 

@@ -28,7 +28,7 @@ def llm_inputs(describe_dir: Path, subset: int, seed: int, scratch: Path) -> lis
     if not subset:
         return shards.shard_files(describe_dir)
     descriptions = shards.read_dir(describe_dir, columns=DESCRIPTION_COLUMNS)
-    usable = descriptions[descriptions["status"].eq("ok")]
+    usable = descriptions[descriptions["status"].isin(schemas.LABELLABLE)]
     chosen = usable.sample(n=min(subset, len(usable)), random_state=seed).sort_values("image_id")
     return [schemas.write("llm_inputs", chosen, scratch)]
 
@@ -86,7 +86,7 @@ def run_llm(p, project: paths.Project, sources: list[str], taxonomy, fewshot_fil
 def _counts(descriptions: pd.DataFrame, labels: pd.DataFrame) -> dict:
     """in = labelled + rejected: no usable description, or no style found in it."""
     labelled = labels["styles"].map(len).gt(0).to_numpy()
-    ok = descriptions["status"].eq("ok").to_numpy()
+    ok = descriptions["status"].isin(schemas.LABELLABLE).to_numpy()
     tally = Rejects(kept=int(labelled.sum()))
     tally.count("no_description", (~ok).sum())
     tally.count("no_style", (ok & ~labelled).sum())

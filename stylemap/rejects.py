@@ -29,10 +29,11 @@ class Rejects:
 
     @classmethod
     def from_column(cls, outcome: pd.Series, ok) -> Rejects:
-        """Counts of a per-row outcome column (describe's status, embed's error): `ok` is kept, any other
-        value is that row's reject reason."""
-        tally = cls(kept=int(outcome.eq(ok).sum()))
-        for reason, n in outcome[outcome.ne(ok)].value_counts().sort_index().items():
+        """Counts of a per-row outcome column (describe's status, embed's error): `ok` (a value, or a tuple of
+        them) is kept, any other value is that row's reject reason."""
+        kept = outcome.isin(ok if isinstance(ok, tuple) else (ok,))
+        tally = cls(kept=int(kept.sum()))
+        for reason, n in outcome[~kept].value_counts().sort_index().items():
             tally.count(str(reason), n)
         return tally
 

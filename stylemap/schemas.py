@@ -35,7 +35,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "sample_rejects": pa.schema([_key("source"), _key("image_name"), _key("reason"), ("detail", pa.string())]),
     "describe": pa.schema([
-        _key("image_id"), ("description", pa.string()), _key("status"),  # ok | failed | cannot_analyse | empty
+        # ok | truncated_styled | truncated | failed | cannot_analyse | empty (teacher/describe.py's `status`)
+        _key("image_id"), ("description", pa.string()), _key("status"),
         ("error", pa.string()), _key("backend"), _key("model"), ("prompt_hash", pa.string()),
         ("sampling", pa.string()), ("vllm_version", pa.string()),
     ]),
@@ -88,6 +89,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "map": pa.schema([_key("image_id"), _key("x", pa.float32()), _key("y", pa.float32()), _key("top1")]),
 }
 
+
+# describe statuses label reads: complete analyses, and analyses cut at max_tokens once their style section began
+# (the sections after it, composition, palette and technical aspects, name no style the labellers look for)
+LABELLABLE = ("ok", "truncated_styled")
 
 CSV_COLUMNS: dict[str, list[str]] = {  # quantify's plots, read by report
     "prevalence": ["platform", "method", "default", "style", "share", "lo", "hi", "confidence"],

@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 
 from stylemap.rejects import ReconcileError, Rejects
@@ -27,3 +28,10 @@ def test_state_survives_a_round_trip_and_merges():
     b = Rejects.from_dict(a.to_dict())
     b.merge(a)
     assert b.report(6) == {"in": 6, "kept": 4, "rejected": 2, "rejected.language": 2}
+
+
+def test_several_outcomes_can_count_as_kept():
+    """describe keeps complete analyses and those cut after their style section (schemas.LABELLABLE)."""
+    outcome = pd.Series(["ok", "truncated_styled", "truncated", "failed", "ok"])
+    assert Rejects.from_column(outcome, ("ok", "truncated_styled")).report(5, "t") == {
+        "t.in": 5, "t.kept": 3, "t.rejected": 2, "t.rejected.failed": 1, "t.rejected.truncated": 1}

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from stylemap.labels.taxonomy import Taxonomy
+from stylemap.schemas import LABELLABLE
 
 
 def keyword_labels(descriptions: pd.DataFrame, taxonomy: Taxonomy, max_styles: int) -> pd.DataFrame:
     """Keyword labeler: image_id, keywords_styles (up to max_styles categories, first mention first)."""
-    ok = descriptions["status"].eq("ok")
+    ok = descriptions["status"].isin(LABELLABLE)
     styles = [taxonomy.find(text)[:max_styles] if good else [] for text, good in zip(descriptions["description"].fillna(""), ok)]
     return pd.DataFrame({"image_id": descriptions["image_id"].to_numpy(), "keywords_styles": styles})
 

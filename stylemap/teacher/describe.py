@@ -24,6 +24,7 @@ from stylemap.teacher.engine import describe_sampling, describe_spec, results_of
 
 DESCRIBE_PROMPT = Path(__file__).resolve().parent / "prompts" / "describe.txt"
 CANNOT_ANALYSE = "CANNOT ANALYSE"  # the describe prompt asks the model to answer exactly this when it cannot
+STYLE_SECTION = re.compile(r"^\W*2[.)]", re.MULTILINE)  # prompts/describe.txt's section 2: technique and style
 PROMPT_COLUMNS = ["image_id", "prompt"]
 IMAGE_COLUMNS = ["image_id", "prompt", "image_bytes"]
 
@@ -54,7 +55,8 @@ def image_data_url(image_bytes: bytes, max_side: int) -> str:
 
 
 def status(text: str | None, finish_reason: str | None, error: str | None) -> str:
-    """ok | failed | empty | cannot_analyse | truncated (cut at max_tokens: an analysis without its end)."""
+    """ok | failed | empty | cannot_analyse | truncated_styled (cut at max_tokens within or after its style
+    section: labelled) | truncated (cut before it)."""
     if error:
         return "failed"
     text = (text or "").strip()
@@ -62,7 +64,9 @@ def status(text: str | None, finish_reason: str | None, error: str | None) -> st
         return "empty"
     if CANNOT_ANALYSE in text.upper():
         return "cannot_analyse"
-    return "truncated" if finish_reason == "length" else "ok"
+    if finish_reason == "length":
+        return "truncated_styled" if STYLE_SECTION.search(text) else "truncated"
+    return "ok"
 
 
 def requests(df: pd.DataFrame, image_max_side: int) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 from stylemap.labels.taxonomy import Taxonomy
 from stylemap.params import Label
 from stylemap.runner import Work
+from stylemap.schemas import LABELLABLE
 from stylemap.teacher.describe import sha256
 from stylemap.teacher.engine import label_sampling, label_spec, results_of
 
@@ -76,7 +77,7 @@ def requests(df: pd.DataFrame, prompt: str, fewshot: Path) -> pd.DataFrame:
     built, reasons = [], []
     for text, state in zip(df["description"].fillna(""), df["status"]):
         text = " ".join(str(text).split())
-        if state != "ok" or not text:
+        if state not in LABELLABLE or not text:
             built.append(None)
             reasons.append(SKIPPED)
             continue

@@ -70,3 +70,11 @@ def test_corpus_annotations_map_through_the_taxonomy_and_check_the_probe(taxonom
     assert "anime.images" not in report and report["pairs"] == 3  # impressionism is no probe class here
     assert report["top3_agreement"] == pytest.approx(1 / 3)
     assert top3_agreement(pd.Series([None, None]), top3[:2], ["anime"]) == {"pairs": 0}  # nothing annotated
+
+
+def test_analyses_cut_after_their_style_section_began_are_labelled_others_are_not(taxonomy):
+    df = pd.DataFrame({"image_id": ["a", "b", "c", "d"],
+                       "description": ["a watercolor of a cat", "1. a cat\n2. Technique: watercolor", "a watercolor",
+                                       "a watercolor"],
+                       "status": ["ok", "truncated_styled", "truncated", "failed"]})
+    assert keyword_labels(df, taxonomy, 3)["keywords_styles"].tolist() == [["watercolor"], ["watercolor"], [], []]

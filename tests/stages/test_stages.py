@@ -47,6 +47,7 @@ def test_stages_in_dvc_order(project):
 
     d = describe.main(project)
     assert d["demo.in"] == d["demo.kept"] + d["demo.rejected"] == s["demo"]["kept"]
+    assert d["demo.truncation_rate"] == 0.0 and d["demo.truncated_styled"] == 0  # prompts are never cut
 
     lab = label.main(project)["demo"]
     assert lab["in"] == lab["kept"] + lab["rejected"] == d["demo.in"] and "llm" not in lab

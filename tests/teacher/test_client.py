@@ -135,6 +135,9 @@ def test_a_description_cut_at_max_tokens_is_truncated_not_ok():
     text = "Subjects: a cat. Technique: watercolor"
     assert status(text, "stop", None) == "ok"
     assert status(text, "length", None) == "truncated"
+    styled = "1. Subjects: a cat on a roof.\n**2. Artistic technique and style:** a loose watercolor wash, ink out"
+    assert status(styled, "length", None) == "truncated_styled"  # cut inside section 2: its style text is there
+    assert status("1. Subjects: a cat, as seen in 2.5D games", "length", None) == "truncated"  # no section 2 line
     assert status("CANNOT ANALYSE", "length", None) == "cannot_analyse"
     assert status(None, None, "image decode: x") == "failed" and status(" ", "stop", None) == "empty"
 
