@@ -41,7 +41,7 @@ def rank_rows(meta: pd.DataFrame, seed: int, draw: str = "rows") -> pd.DataFrame
     ranked = meta.sample(frac=1, random_state=seed)
     part = pd.to_numeric(ranked["part_id"], errors="coerce")
     good_part = part.notna() & (part % 1 == 0) & (part >= 0)
-    good_name = ranked["image_name"].map(lambda v: isinstance(v, str) and v.strip() != "")
+    good_name = ranked["image_name"].map(lambda v: isinstance(v, str) and v.strip() != "").astype(bool)  # bool when empty too
     ranked = ranked.assign(part=part.where(good_part, -1).astype("int64"),
                            unaddressable=np.select([~good_part, ~good_name], ["bad_part_id", "bad_image_name"], ""))
     if draw == "parts":

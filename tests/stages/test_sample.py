@@ -22,7 +22,7 @@ from stylemap.corpus.images import decode_rgb
 from stylemap.corpus.readers import diffusiondb
 from stylemap.corpus.readers.base import CorpusError
 from stylemap.paths import REPO
-from tests.support.fixtures import write_params
+from tests.support.fixtures import write_diffusiondb, write_journeydb, write_params
 from tests.support.hub_server import HubServer
 
 
@@ -369,3 +369,18 @@ def test_midjourney_parameters_are_stripped_before_the_filters_and_counted(make_
     assert not prompts.str.contains("--").any()
     assert shards.read_dir(out / "mj")["prompt"].str.endswith("--ar 16:9 --v 5").all() and not plain["mj"]["syntax_stripped"]
     assert len(meta) == 575
+
+
+@pytest.mark.parametrize("fmt", ["diffusiondb", "journeydb"])
+def test_a_corpus_whose_table_has_no_rows_samples_nothing_and_says_so(tmp_path, fmt):
+    corpus = tmp_path / "corpus"
+    if fmt == "diffusiondb":
+        write_diffusiondb(corpus, parts=1, per_part=4)
+        pd.read_parquet(corpus / "metadata.parquet").head(0).to_parquet(corpus / "metadata.parquet")
+    else:
+        write_journeydb(corpus, lines=[], parts={0: {}})
+    write_params(tmp_path / "p", replace={"sources": {"empty": {"kind": "local", "path": str(corpus), "format": fmt}},
+                                          "train_source": "empty", "platforms": ["empty"]})
+    counts = sample_stage.main(tmp_path / "p")["empty"]
+    assert (counts["in"], counts["kept"], counts["rejected"], counts["rejected_by"]) == (0, 0, 0, {})
+    assert shards.read_dir(tmp_path / "p/data/sample/empty").empty
