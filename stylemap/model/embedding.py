@@ -99,15 +99,33 @@ class EncoderSpec:
         from stylemap import cluster
 
         pool = cluster.connect().data.ActorPoolStrategy(size=cluster.replica_count(self.replicas, self.num_gpus))
-        return ds.map_batches(_encoder_actor(self.make_encoder), batch_format="pandas", batch_size=self.batch_size,
-                              compute=pool, num_gpus=self.num_gpus, **cluster.task_cpus())
+        return ds.map_batches(_encoder_actor(self.make_encoder, self.num_gpus), batch_format="pandas",
+                              batch_size=self.batch_size, compute=pool, num_gpus=self.num_gpus, **cluster.task_cpus())
 
 
-def _encoder_actor(make_encoder: Callable) -> type:
-    """The actor class: loads the encoder once, then encodes each batch. A closure rather than constructor
-    arguments, which Ray would keep in the object store for restarts."""
+def require_cuda(num_gpus: float) -> None:
+    """An actor that reserved GPUs must get them: an encoder that quietly falls back to the CPU (torch without a
+    usable CUDA, e.g. a driver older than the R580 that CUDA 13 builds need) would embed a ViT-L corpus for days."""
+    import torch  # imported here: only encoder actors need it
+
+    if num_gpus <= 0 or torch.cuda.is_available():
+        return
+    try:
+        torch.cuda.init()
+        reason = "no CUDA device is visible"
+    except Exception as err:  # noqa: BLE001 - torch says why CUDA is unusable (no build, old driver, ...)
+        reason = f"{type(err).__name__}: {err}"
+    raise RuntimeError(f"embed.num_gpus is {num_gpus} but CUDA is unusable here ({reason}); torch {torch.__version__} "
+                       f"is built for CUDA {torch.version.cuda}, whose driver must be R580 or newer (nvidia-smi shows "
+                       "the driver's version); set embed.num_gpus: 0 to embed on CPUs on purpose")
+
+
+def _encoder_actor(make_encoder: Callable, num_gpus: float) -> type:
+    """The actor class: loads the encoder once (on the GPUs it reserved, or refuses), then encodes each batch. A
+    closure rather than constructor arguments, which Ray would keep in the object store for restarts."""
     class Encode:
         def __init__(self):
+            require_cuda(num_gpus)
             self.encoder = make_encoder()
 
         def __call__(self, rows: pd.DataFrame) -> pd.DataFrame:

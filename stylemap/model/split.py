@@ -2,10 +2,9 @@
 
 Many images share a prompt (same user, same words, different seeds), and such images look alike, so the
 split is by prompt group (GroupShuffleSplit): no prompt (or preset, where the corpus records one) has images on
-both sides. Augmented recipes follow
-their source image: copies of training images train, copies of validation images are excluded (validation
-measures real images only). Validation images within `train.dedup_hamming` pHash bits of any training image
-are near-duplicates and are dropped.
+both sides. Augmented recipes follow their source image: copies of training images train, copies of validation
+images are excluded (validation measures real images only). Validation images within `train.dedup_hamming` pHash
+bits of any training image are near-duplicates and are dropped.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from stylemap import runner
 from stylemap.model.augment import augment
-from stylemap.model.embedding import EncoderSpec, embed_work
+from stylemap.model.embedding import EncoderSpec, _encoder_actor, embed_work
 from stylemap.model.encoders import StyleStats, load_encoder, style_descriptor
 from tests.support.fixtures import HORDE, STYLES, draw, encode_png, make_params, save_random_clip
 
@@ -144,3 +144,16 @@ def test_quickgelu_weights_in_a_gelu_architecture_are_refused():
     check_activation("ViT-L-14-quickgelu", "openai")  # the production pair
     prod = make_params({"profile": "production"}).embed
     check_activation(prod.arch, prod.pretrained)
+
+
+def test_an_actor_that_reserved_gpus_refuses_to_fall_back_to_the_cpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is usable here: the refusal is for machines where it is not")
+    built = []
+    with pytest.raises(RuntimeError, match=r"embed.num_gpus is 1 but CUDA is unusable here \(.+\); torch \S+ is built"):
+        _encoder_actor(lambda: built.append("encoder"), 1)()
+    assert built == []  # refused before loading anything
+    _encoder_actor(lambda: built.append("encoder"), 0)()  # no GPU asked for: the CPU is the plan
+    assert built == ["encoder"]
