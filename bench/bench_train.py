@@ -54,7 +54,7 @@ def main() -> None:
         optimiser = torch.optim.AdamW(probe.parameters(), lr=t.lr)
         start = time.perf_counter()
         for _ in range(args.epochs):
-            batch = torch.stack([enc.preprocess(decode_rgb(b)) for b in images])
+            batch = np.stack([enc.preprocess(decode_rgb(b)) for b in images])
             feats = torch.from_numpy(enc.encode(batch))
             optimiser.zero_grad()
             torch.nn.functional.cross_entropy(probe(feats), torch.from_numpy(y)).backward()

@@ -4,10 +4,11 @@ Fits QuaPy's quantifiers on the calibrated validation predictions, picks the def
 artificial-prevalence error, estimates every platform's shares with every method, each with a bootstrap
 interval, tests every pair of platforms for differences, and measures how far each
 platform's embeddings lie from the training images (MMD², against the validation split's as yardstick).
-Where the sample recorded when images were made, shares by month (the default method) show trends.
+Where the sample recorded when images were made, shares by month (the default method) show trends; where it
+recorded which model made them, shares per generating model, compared pairwise like the platforms.
 On the gold source's gold images, every method's shares are scored against the true shares (`gold.*`).
-Writes metrics/quantify.json and plots/{prevalence,prevalence_differences,shift,trends,gold_prevalence}.csv, which
-the report reads.
+Writes metrics/quantify.json and plots/{prevalence,prevalence_differences,shift,trends,gold_prevalence,
+generator_prevalence,generator_differences}.csv, which the report reads.
 """
 from __future__ import annotations
 
@@ -37,6 +38,35 @@ def monthly(project: paths.Project, platform: str, ids: pd.Series, probs: np.nda
     frame, small = quantify.by_month(quantifier, probs[dated], months, min_images, classes)
     return frame, {"months": int(frame["month"].nunique()), "images_undated": int((~dated).sum()),
                    "images_in_small_months": small}
+
+
+def by_generator(project: paths.Project, platform: str, ids: pd.Series, probs: np.ndarray, quantifier, default: str,
+                 val_probs: np.ndarray, y: np.ndarray, resamples: list, p, classes: list[str]):
+    """Style shares per generating model within a platform (the default method, bootstrap intervals), for models
+    with at least `quantify.generator_min_images` images, and their pairwise differences; images of an unknown
+    model or a smaller one are counted."""
+    q = p.quantify
+    models = ids.map(shards.read_dir(project.path(paths.SAMPLE, platform), columns=["image_id", "generator"])
+                     .drop_duplicates("image_id").set_index("image_id")["generator"])
+    counts = models.value_counts()
+    frames, reps, points = [], {}, {}
+    for model in sorted(counts.index[counts >= q.generator_min_images]):
+        index = np.flatnonzero(models.eq(model).to_numpy())
+        point = quantifier.predict(probs[index])
+        reps[model] = quantify.bootstrap([default], val_probs, y, probs[index], resamples,
+                                         quantify.platform_rng(p.seed, f"{platform}/{model}"))[default]
+        points[model] = point
+        lo, hi = quantify.interval(reps[model], q.confidence)
+        frames.append(pd.DataFrame({"platform": platform, "generator": model, "method": default, "style": classes,
+                                    "share": point, "lo": lo, "hi": hi, "images": len(index),
+                                    "confidence": q.confidence}))
+    differences, significant = quantify.differences(reps, points, classes, q.confidence)
+    differences = differences.rename(columns={"platform_a": "generator_a", "platform_b": "generator_b"})
+    metrics = {f"{platform}.generator.unknown": int(models.isna().sum()),
+               f"{platform}.generator.too_few_images": int(counts[counts < q.generator_min_images].sum()),
+               **{f"{platform}.generator.{m}.images": int(counts[m]) for m in points},
+               **{f"{platform}.generator_{k}": v for k, v in significant.items()}}
+    return frames, [differences.assign(platform=platform)] if len(differences) else [], metrics
 
 
 def shift_yardstick(project: paths.Project, p) -> shift.Yardstick:
@@ -77,6 +107,7 @@ def main(root: str | Path = ".") -> dict:
                      **{f"app_mae.{m}": e for m, e in errors.items()}}
 
     prevalence, shifts, trends, replicates, points = [], [], [], {}, {}
+    generators, generator_differences = [], []
     gold_prevalence = pd.DataFrame(columns=schemas.CSV_COLUMNS["gold_prevalence"])
     for platform in p.platforms:
         predictions = project.path(paths.PREDICT, f"{platform}.parquet")
@@ -104,6 +135,13 @@ def main(root: str | Path = ".") -> dict:
         metrics.update({f"{platform}.trend.{k}": v for k, v in trend_metrics.items()})
         metrics.update({f"{platform}.trend.{r.month}.{r.style}": r.share for r in trend.itertuples()})
 
+        frames, diffs, generator_metrics = by_generator(project, platform, table.column("image_id").to_pandas(),
+                                                        probs, fitted[default], default, val_probs, y, resamples, p,
+                                                        classes)
+        generators += frames
+        generator_differences += diffs
+        metrics.update(generator_metrics)
+
         if platform == p.gold_source:
             gold_prevalence, gold_metrics = gold_check(project, p, table.column("image_id").to_pandas(), probs, fitted,
                                                        classes)
@@ -125,6 +163,8 @@ def main(root: str | Path = ".") -> dict:
     schemas.write_csv("prevalence_differences", [differences], project.path(paths.PREVALENCE_DIFFERENCES))
     schemas.write_csv("trends", trends, project.path(paths.TRENDS))
     schemas.write_csv("gold_prevalence", [gold_prevalence], project.path(paths.GOLD_PREVALENCE))
+    schemas.write_csv("generator_prevalence", generators, project.path(paths.GENERATOR_PREVALENCE))
+    schemas.write_csv("generator_differences", generator_differences, project.path(paths.GENERATOR_DIFFERENCES))
     schemas.write_csv("shift", [pd.DataFrame(shifts)], project.path(paths.SHIFT))
     write_json(project.metrics("quantify"), metrics)
     return metrics

@@ -3,7 +3,7 @@
 The CPU profile then reads its two platforms through two formats (demo: DiffusionDB; horde: img2dataset),
 as production reads DiffusionDB, img2dataset and JourneyDB. Where `repackage.source` is absent, the output
 folder stays empty and sample reports the platform absent. The corpus's gold classes (styles.csv) are
-carried over under the new keys.
+carried over under the new keys, and each image's Horde model as the extra column `model`.
 """
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ def main(root: str | Path = ".") -> dict:
         print(f"repackage: {source} is absent; {out} stays empty (the platform is reported absent)")
         return {"absent": True}
     corpus = open_corpus(Source(kind="local", path=str(source), format="diffusiondb"))
-    keys, counts = to_webdataset(corpus, out, p.repackage.shard_size, p.repackage.max_member_bytes)
     gold = source / "styles.csv"
-    if gold.exists():
-        styles = pd.read_csv(gold, dtype=str)
+    styles = pd.read_csv(gold, dtype=str) if gold.exists() else None
+    models = {"model": dict(zip(styles["image_name"], styles["model"]))} \
+        if styles is not None and "model" in styles.columns else {}  # the Horde model that made each image
+    keys, counts = to_webdataset(corpus, out, p.repackage.shard_size, p.repackage.max_member_bytes, models)
+    if styles is not None:
         styles["image_name"] = styles["image_name"].map(keys)
         styles.dropna(subset=["image_name"]).to_csv(out / "styles.csv", index=False)
     print(f"repackage: {counts['rows']} rows into {counts['shards']} webdataset shards "

@@ -2,7 +2,8 @@
 
 What embedded the images and how the probe scores on the gold (evaluate's plot) with the gold's estimated
 versus true shares (quantify's); per platform: adjusted style shares with intervals beside classify-and-count
-(quantify), the shift warning (quantify), ambiguity (predict) and the map PNG (map); then the differences
+(quantify), the shift warning (quantify), shares per generating model (quantify), asked versus shown styles
+(asked), ambiguity (predict) and the map PNG (map); then the differences
 between platforms (quantify) and the label audit (audit). It never reads another stage's metrics files, so the page is
 exactly what the data says.
 """
@@ -73,6 +74,10 @@ def main(root: str | Path = ".") -> dict:
         review=review_rows(project.path(paths.AUDIT_REVIEW)), noise=pd.read_csv(project.path(paths.LABEL_NOISE)),
         gold_scores=pd.read_csv(project.path(paths.GOLD_SCORES)),
         gold_prevalence=pd.read_csv(project.path(paths.GOLD_PREVALENCE)), gold_source=p.gold_source,
+        generators=pd.read_csv(project.path(paths.GENERATOR_PREVALENCE), keep_default_na=False),
+        generator_differences=pd.read_csv(project.path(paths.GENERATOR_DIFFERENCES), keep_default_na=False),
+        asked_shown=pd.read_csv(project.path(paths.ASKED_SHOWN), keep_default_na=False),
+        follow_rates=pd.read_csv(project.path(paths.FOLLOW_RATES)).fillna({"substitute": ""}),
         pngs=pngs, shareable={pl for pl in p.platforms if p.sources[pl].redistribute}, note=note))
     write_text_atomic(project.path(paths.REPORT), page)
     return {"platforms": len(ambiguity)}

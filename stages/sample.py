@@ -42,8 +42,11 @@ def main(root: str | Path = ".") -> dict:
         excluded = frozenset().union(*(drawn[other] for other in src.exclude if other in drawn))
         result = sample_source(name, src, p.sample, p.seed, out_dir / name, code, excluded)
         drawn[name] = result.names
+        models = shards.read_dir(out_dir / name, columns=["generator"])["generator"]
         metrics[name] = {**_nested(result.tally, result.drawn, name), "ignored_files": result.ignored_files,
-                         "excluded_as_drawn_by": {"sources": src.exclude, "rows": result.excluded}}
+                         "excluded_as_drawn_by": {"sources": src.exclude, "rows": result.excluded},
+                         "generators": {str(k): int(v) for k, v in models.value_counts().sort_index().items()},
+                         "generator_unknown": int(models.isna().sum())}
         rejects.append(result.tally.frame(source=name))
     schemas.write("sample_rejects", pd.concat(rejects, ignore_index=True) if rejects else schemas.empty("sample_rejects"),
                   project.path(paths.SAMPLE_REJECTS))

@@ -17,14 +17,17 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from stylemap.entry import UserError
 from stylemap.shards import Part
 
 ROW = "_row"  # a row's position among the stage's pending rows: routes streamed rows back to their part
+TEMP_DIR_MAX = 43  # Ray's longest socket path adds /session_<date>_<time>_<µs>_<pid>/sockets/plasma_store
 LIGHT_CPUS = 0.25  # CPU cluster: CPUs per light task or actor (reading, request building, chat template)
 
 
@@ -32,13 +35,26 @@ class ClusterError(RuntimeError):
     """The Ray cluster cannot run what the params ask (e.g. more GPU replicas than it has GPUs)."""
 
 
-def connect():
-    """The `ray` module, initialised: the cluster `RAY_ADDRESS` names, or a new local one."""
+class Stalled(UserError):
+    """The Ray pipeline stopped: no block moved for the stage's timeout, its actors did not start in time, or an
+    actor died more often than its retries allow. Finished shards are kept: a rerun resumes after them."""
+
+
+def connect(temp_dir: str = "", spill_dir: str = ""):
+    """The `ray` module, initialised: the cluster `RAY_ADDRESS` names, or a new local one whose session folder
+    (`temp_dir`) and object-store spill folder (`spill_dir`) are where the params say ("" = Ray's defaults under
+    /tmp/ray, on the root disk). A running cluster keeps the folders its `ray start` was given."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-                 logging_level="WARNING")
+        address = os.environ.get("RAY_ADDRESS") or None
+        folders = {} if address else {k: str(Path(v).absolute()) for k, v in
+                                      (("_temp_dir", temp_dir), ("object_spilling_directory", spill_dir)) if v}
+        if len(folders.get("_temp_dir", "")) > TEMP_DIR_MAX:
+            raise UserError(f"ray.temp_dir {folders['_temp_dir']} is longer than {TEMP_DIR_MAX} characters: Ray's "
+                            "sockets under it would pass the 107 bytes a Unix socket path may have; use a short "
+                            "absolute path (e.g. /data/ray)")
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING", **folders)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the stage's own tqdm shows progress
     return ray
 
@@ -140,7 +156,7 @@ def stream(parts: list[tuple[Part, int]], columns: list[str] | None, pipeline: C
 
     out = pipeline(ds).map_batches(done, batch_format="pandas", batch_size=None, num_cpus=0,
                                    scheduling_strategy=here)
-    for batch in out.iter_batches(batch_format="pandas", batch_size=None):
+    for batch in _watched(out.iter_batches(batch_format="pandas", batch_size=None), desc):
         for k, rows in batch.groupby(np.searchsorted(starts, batch[ROW].to_numpy(), side="right") - 1):
             part, n = parts[k]
             received[k].append(rows)
@@ -154,3 +170,16 @@ def stream(parts: list[tuple[Part, int]], columns: list[str] | None, pipeline: C
     missing = [str(part.target or k) for k, (part, n) in enumerate(parts) if counts[k] < n]
     if missing:
         raise ClusterError(f"{desc}: the Ray pipeline lost rows of {missing}")
+
+
+def _watched(batches: Iterator[pd.DataFrame], desc: str) -> Iterator[pd.DataFrame]:
+    """`batches`, with Ray's watchdog errors turned into one line (`Stalled`)."""
+    import ray
+    from ray.data.exceptions import ExecutionTimeoutError
+
+    try:
+        yield from batches
+    except (ExecutionTimeoutError, ray.exceptions.GetTimeoutError, ray.exceptions.ActorDiedError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise Stalled(f"{desc}: the Ray pipeline stopped ({type(err).__name__}: {first}); finished shards are "
+                      "kept, rerun to resume") from err

@@ -1,9 +1,6 @@
-"""Typed, validated params: the schema of params.yaml and of the profiles merged over it.
-
-Every key is a field here, so an unknown key, a wrong type or an impossible range fails before any work
-starts, with the offending key named (profile.parse). Reading params.yaml with its profile is profile.py's;
-which of these params a stage may read is dvc.yaml's (stylemap/stagespec.py).
-"""
+"""Typed, validated params: the schema of params.yaml and of the profiles merged over it. Every key is a field, so
+an unknown key, a wrong type or an impossible range fails before any work starts, naming the key (profile.parse);
+reading params.yaml with its profile is profile.py's, which params a stage may read dvc.yaml's (stagespec.py)."""
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -44,6 +41,8 @@ class Source(Strict):
     n: int | None = Field(default=None, ge=1)  # overrides sample.n for this source
     min_words: int | None = Field(default=None, ge=0)  # overrides sample.min_words for this platform
     endpoint: str = ""  # Hub URL; empty = huggingface_hub's default (tests point it at a local server)
+    generator: str = ""  # the model that made every image of this corpus (e.g. DiffusionDB 2M: stable-diffusion-1.x)
+    generator_column: str = ""  # else: the table column naming each image's model (img2dataset, folder)
     # rows: a uniform sample of rows; on the Hub only their images' bytes are read (HTTP ranges). parts: whole
     # parts, seeded (a cluster sample: wider intervals), each downloaded whole (README "Sampling the Hub")
     draw: Literal["rows", "parts"] = "rows"
@@ -62,6 +61,8 @@ class Source(Strict):
             raise ValueError(f"layout {self.layout!r} is not one of format {self.format!r}'s: {LAYOUTS[self.format]}")
         if self.keep_parts and (self.kind, self.draw) != ("hf", "parts"):
             raise ValueError("keep_parts applies to parts downloaded whole: kind hf with draw: parts")
+        if self.generator_column and (self.generator or self.format not in ("img2dataset", "folder")):
+            raise ValueError("generator_column names a column of an img2dataset or folder table, instead of generator")
         if self.kind == "hf" and self.format != "diffusiondb":
             raise ValueError(f"kind hf reads DiffusionDB from the Hub; a {self.format} source is kind local "
                              "(download it first, under its terms)")
@@ -102,9 +103,7 @@ class Sample(Strict):
         return self
 
 
-class Teacher(Strict):
-    """A vLLM-served model and how to run it (describe's VLM, label's LLM)."""
-
+class Teacher(Strict):  # a vLLM-served model and how to run it (describe's VLM, label's LLM)
     model: str
     max_model_len: int = Field(ge=256)  # label: 10 few-shot examples (~900 tokens) + description + answer
     max_tokens: int = Field(ge=1)
@@ -115,8 +114,7 @@ class Teacher(Strict):
     executor: EXECUTORS
     replicas: int = Field(ge=0)  # vLLM engines (ray); 0 = as many as the cluster's GPUs hold (one on CPU)
     shard_size: int = Field(ge=1)
-    # further vllm.LLM arguments: gpu_memory_utilization, tensor_parallel_size (GPUs per replica), max_num_seqs,
-    # mm_processor_kwargs, ...; the teacher's own keys (model, max_model_len, seed) are set above
+    # more vllm.LLM arguments (gpu_memory_utilization, tensor_parallel_size, max_num_seqs, ...), not the keys above
     vllm_args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -132,6 +130,7 @@ class Teacher(Strict):
 class Describe(Teacher):
     describer: Literal["prompt", "vlm"]
     image_max_side: int = Field(ge=32)
+    platform_subset: int = Field(ge=0)  # images described per platform other than the train source (seeded); 0 = all
 
 
 class Label(Teacher):
@@ -158,9 +157,7 @@ class Balance(Strict):
     target: int = Field(ge=0)
 
 
-class Augment(Strict):
-    """albumentations recipe applied at embed time to the balance stage's upsampled copies."""
-
+class Augment(Strict):  # albumentations recipe applied at embed time to the balance stage's upsampled copies
     rotate_limit: float = Field(ge=0, le=180)
     crop_scale: tuple[float, float]
     brightness: float = Field(ge=0, le=1)
@@ -212,9 +209,7 @@ class Predict(Strict):
     executor: EXECUTORS
 
 
-class Audit(Strict):
-    """Label audit: cleanlab on out-of-fold probe probabilities, and the review set of suspect images."""
-
+class Audit(Strict):  # label audit: cleanlab on out-of-fold probe probabilities, and suspect images to review
     folds: int = Field(ge=2)  # cross-fitting folds (grouped by prompt) for out-of-fold probabilities
     filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]
     review_top: int = Field(ge=0)  # most suspect images given a thumbnail for review
@@ -231,6 +226,7 @@ class Quantify(Strict):
     shift_rows: int = Field(ge=2)  # embeddings per side in the MMD² shift measure
     shift_factor: float = Field(ge=1)  # a platform's MMD² above this many times the validation split's warns
     trend_min_images: int = Field(ge=1)  # months with fewer dated images get no share (counted)
+    generator_min_images: int = Field(ge=1)  # generating models with fewer images get no shares (counted)
 
     @model_validator(mode="after")
     def _cc_listed(self):
@@ -247,14 +243,21 @@ class Map(Strict):
     parallel: bool  # false: seeded, reproducible, one thread; true: unseeded, all cores, varies run to run
 
 
-class Ray(Strict):
-    """How the Ray executor streams a stage's input through the object store (README "Ray")."""
-
-    # parts' worth of input rows between their read and the pipeline's end (README "Ray"; the store peaks above
-    # it: tests/test_streaming.py). At least 2: Ray Data's first batching step holds rows until it has a batch, so
-    # the window must admit a part beside them (the runner checks (this - 1) x shard rows >= the batch size)
+class Ray(Strict):  # how the Ray executor streams a stage's input through the object store (README "Ray")
+    # parts' worth of input rows between their read and the pipeline's end (the store peaks above it: tests/test_
+    # streaming.py); >= 2: Ray Data's first batching step holds rows until it has a batch (runner.stream checks)
     shards_in_flight: int = Field(ge=2)
     block_rows: int = Field(ge=1)  # rows per Ray Data block
+    temp_dir: str  # a cluster the stage starts (no RAY_ADDRESS): its session folder ("" = /tmp/ray; cluster.connect)
+    spill_dir: str  # ... and its object store's spill folder ("" = in the session folder), on the big disk
+
+
+class Asked(Strict):  # the style a prompt asks for against the style its image shows (stylemap/model/asked.py)
+    taxonomy: str  # the style names looked for in prompts: the keyword labeller's taxonomy
+    max_styles: int = Field(ge=1, le=10)  # styles per prompt, first mention first
+    min_prompts: int = Field(ge=1)  # a style fewer prompts ask for gets no follow rate
+    bootstrap: int = Field(ge=2)  # replicates behind each interval
+    confidence: float = Field(gt=0, lt=1)
 
 
 class Params(Strict):
@@ -276,6 +279,7 @@ class Params(Strict):
     predict: Predict
     audit: Audit
     quantify: Quantify
+    asked: Asked
     map: Map
     ray: Ray
 

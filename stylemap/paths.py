@@ -31,6 +31,7 @@ VAL_PREDICTIONS = "data/model/val_predictions.parquet"
 EVAL_NOTES = "data/model/eval_notes.json"
 CALIBRATION = "data/model/calibration.json"
 PREDICT = "data/predict"
+ASKED = "data/asked"  # per image: the styles its prompt asks for, and the probe's top-1
 AUDIT_ISSUES = "data/audit/label_issues.parquet"
 AUDIT_REVIEW = "data/audit/review"  # JPEG thumbnails of the most suspect labels + index.csv
 MAP = "data/map"
@@ -47,8 +48,12 @@ PREVALENCE_DIFFERENCES = "plots/prevalence_differences.csv"
 SHIFT = "plots/shift.csv"
 TRENDS = "plots/trends.csv"
 GOLD_SCORES = "plots/gold_scores.csv"  # evaluate's probes scored on the gold source's gold images
+GENERATOR_PREVALENCE = "plots/generator_prevalence.csv"  # quantify's shares per generating model within a platform
+GENERATOR_DIFFERENCES = "plots/generator_differences.csv"  # ... and their pairwise differences
 GOLD_PREVALENCE = "plots/gold_prevalence.csv"  # quantify's shares of the gold images beside their true shares
 LABEL_NOISE = "plots/label_noise.csv"
+ASKED_SHOWN = "plots/asked_shown.csv"  # asked style x shown style, images per pair and platform
+FOLLOW_RATES = "plots/follow_rates.csv"  # per platform and style: P(shown = asked), raw and ACC-adjusted
 MAP_PNG = "plots/map"
 REPORT = "plots/report.html"
 

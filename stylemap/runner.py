@@ -40,6 +40,8 @@ class Executor:
     loader_workers: int = 0  # local: processes that run `prepare` ahead of the inference
     shards_in_flight: int = 2  # ray: parts whose input rows may be in the object store at once
     block_rows: int = 64  # ray: rows per block
+    temp_dir: str = ""  # ray: a started cluster's session folder ("" = Ray's default)
+    spill_dir: str = ""  # ray: where a started cluster's object store spills ("" = in its session folder)
 
 
 def stream(work: Work, parts: list[tuple[Part, int]], executor: Executor) -> Iterator[tuple[Part, pd.DataFrame]]:
@@ -57,6 +59,7 @@ def stream(work: Work, parts: list[tuple[Part, int]], executor: Executor) -> Ite
             raise cluster.ClusterError(f"{work.name}: (ray.shards_in_flight - 1) x shard rows ({largest}) must reach "
                                        f"the batch size {batch}")
 
+        cluster.connect(executor.temp_dir, executor.spill_dir)
         done = cluster.stream(parts, work.columns, lambda ds: _on_ray(work, ds), desc=work.name,
                               shards_in_flight=executor.shards_in_flight, block_rows=executor.block_rows)
         waiting: dict[int, pd.DataFrame] = {}  # finished parts wait here until those before them are done
@@ -147,4 +150,4 @@ def _on_ray(work: Work, ds):
 def executor_for(kind: str, ray, loader_workers: int = 0) -> Executor:
     """The executor a heavy stage's params pick: `<stage>.executor`, and the `ray` section's streaming bounds."""
     return Executor(kind, loader_workers=loader_workers, shards_in_flight=ray.shards_in_flight,
-                    block_rows=ray.block_rows)
+                    block_rows=ray.block_rows, temp_dir=ray.temp_dir, spill_dir=ray.spill_dir)

@@ -32,6 +32,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("annotated_styles", string_list),  # the corpus's own style annotations (JourneyDB's Task1.Style)
         _key("image_nsfw", pa.float64()),  # the corpus's NSFW score, else open_nsfw's (sample.nsfw_screen_max)
         _key("image_nsfw_by"),  # corpus | open_nsfw
+        ("generator", pa.string()),  # the model that made the image, where the corpus says (records.generator)
     ]),
     "sample_rejects": pa.schema([_key("source"), _key("image_name"), _key("reason"), ("detail", pa.string())]),
     "describe": pa.schema([
@@ -54,6 +55,10 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("llm_sampling", pa.string()), ("vllm_version", pa.string()),
         ("annotation_styles", string_list),  # the corpus's own style annotations through the taxonomy (null: none)
         _key("styles", string_list), _key("taxonomy_version", pa.int64()),
+    ]),
+    "asked": pa.schema([  # what each prompt asks for (keywords on the prompt alone) and the probe's top-1
+        _key("image_id"), _key("asked_styles", string_list), _key("asked_by"), _key("taxonomy_version", pa.int64()),
+        _key("shown"),
     ]),
     "recipes": pa.schema([
         _key("image_id"), _key("label"), _key("styles", string_list),
@@ -101,6 +106,12 @@ CSV_COLUMNS: dict[str, list[str]] = {  # quantify's plots, read by report
     "trends": ["platform", "month", "style", "share", "images"],
     "gold_prevalence": ["method", "style", "estimated", "true", "images"],
     "gold_scores": ["encoder", "metric", "value", "lo", "hi", "images"],  # evaluate's, read by report
+    "generator_prevalence": ["platform", "generator", "method", "style", "share", "lo", "hi", "images", "confidence"],
+    "generator_differences": ["platform", "generator_a", "generator_b", "style", "difference", "lo", "hi",
+                              "significant", "confidence"],
+    "asked_shown": ["platform", "asked", "shown", "images"],  # asked's, read by report
+    "follow_rates": ["platform", "style", "prompts", "rated", "raw", "raw_lo", "raw_hi", "adjusted", "adjusted_lo",
+                     "adjusted_hi", "substitute", "substitute_share", "confidence"],
     "shift": ["platform", "mmd2", "threshold", "baseline_mmd2", "null_mmd2", "shifted", "rows_in", "rows_augmented",
               "rows_training_image", "rows_eligible", "rows_picked", "rows_no_embedding", "rows_used"],
 }

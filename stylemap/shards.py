@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stylemap.files import write_text_atomic
@@ -162,6 +163,28 @@ class Job:
 
     def stats(self) -> dict:
         return {"shards": 0, "shards_resumed": 0, "rows_in": count_rows(self.in_files), "rows_out": 0}
+
+
+def write_subset(files: list[Path], ids: set, out: Path, columns: list[str] | None = None) -> Path:
+    """The rows of (non-empty) `files` whose image_id is in `ids`, in input order, as one parquet file at `out` (written
+    atomically, a row group at a time: images never all in memory). A file already holding exactly those ids in
+    that order is kept, so a resumed stage neither rewrites it nor changes its fingerprint."""
+    if out.exists() and pq.read_table(out, columns=["image_id"]).column(0).to_pylist() == [
+            i for f in files for i in pq.read_table(f, columns=["image_id"]).column(0).to_pylist() if i in ids]:
+        return out
+    wanted = pa.array(sorted(ids), pa.string())
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=256, columns=columns):
+            table = pa.Table.from_batches([batch])
+            table = table.filter(pc.is_in(table["image_id"], value_set=wanted))
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+    writer.close()
+    tmp.replace(out)
+    return out
 
 
 def read_dir(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

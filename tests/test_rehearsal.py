@@ -263,3 +263,17 @@ def test_the_analysis_platform_is_predicted_mapped_and_reported(rehearsal):
     assert len(pd.read_parquet(repo / "data/predict/diffusiondb_analysis.parquet")) == 10
     assert len(pd.read_parquet(repo / "data/map/diffusiondb_analysis.parquet")) == 10
     assert "diffusiondb_analysis" in (repo / "plots/report.html").read_text()
+
+
+def test_a_sample_pushed_from_a_cpu_box_and_pulled_on_the_gpu_box_is_not_sampled_again(rehearsal, tmp_path):
+    """README "Sample on a CPU box, the rest on the GPU box": the sampled outputs (and what sample depends on) go
+    through a DVC remote with the commit of dvc.lock; on a fresh clone `dvc pull` makes sample up to date, so
+    `dvc repro` there starts at describe and never reaches the Hub (whose stand-in is gone by now)."""
+    repo, remote, gpu_box = rehearsal.repo, tmp_path / "remote", tmp_path / "gpu-box"
+    sh(f"git add -A && git commit -qm 'sampled on the CPU box' && dvc remote add --local -d box {remote} && "
+       "dvc push --with-deps sample", repo)
+    sh(f"git clone -q {repo} {gpu_box}", tmp_path)
+    sh(f"dvc remote add --local -d box {remote} && dvc pull --with-deps sample", gpu_box)
+    assert "Data and pipelines are up to date" in sh("dvc status --with-deps sample", gpu_box)
+    assert ran(sh("dvc repro sample", gpu_box)) == set()
+    assert shards.read_dir(gpu_box / "data/sample/diffusiondb").equals(shards.read_dir(repo / "data/sample/diffusiondb"))

@@ -23,8 +23,8 @@ from stylemap.corpus.filters import prompt_reject
 from stylemap.corpus.images import DecodeError, decode_rgb
 from stylemap.corpus.nsfw import SCORER, nsfw_score
 from stylemap.corpus.readers.base import MemberError, Part
-from stylemap.corpus.syntax import SYNTAXES
-from stylemap.params import Sample
+from stylemap.corpus.syntax import GENERATORS, SYNTAXES
+from stylemap.params import Sample, Source
 from stylemap.rejects import Rejects
 
 MIN_SIDE = 32  # smaller images carry no style information (1x1 tracking pixels, icons)
@@ -195,7 +195,7 @@ def image_record(data: bytes, s: Sample) -> tuple[dict, str]:
             "image_bytes": stored}, mode
 
 
-def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, syntax: str = "plain") -> tuple[list[dict], PartTally]:
+def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, src: Source) -> tuple[list[dict], PartTally]:
     """Filter the drawn rows of one part (columns: the reader's, plus `rank`, `part`, `duplicate`); returns kept
     records (with stored image bytes) and the part's tally."""
     tally = PartTally()
@@ -207,7 +207,8 @@ def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, syntax: st
             continue
         stripped: Counter = Counter()
         try:
-            fields, reason = row_reject(row, entry, s, syntax, stripped)
+            fields, reason = row_reject(row, entry, s, src.syntax, stripped)
+            model = generator(row, entry, src)
         except FieldError as err:
             tally.reject(row.image_name, "bad_field", str(err), rank=row.rank)
             continue
@@ -230,5 +231,16 @@ def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, syntax: st
         tally.keep(row.rank, row.image_name, mode)
         kept.append({"image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
                      "part_id": row.part, **fields, "prompt": " ".join(fields["prompt"].split()), **facts,
-                     "timestamp": _timestamp(row.timestamp), "annotated_styles": _styles(row.annotated_styles)})
+                     "timestamp": _timestamp(row.timestamp), "annotated_styles": _styles(row.annotated_styles),
+                     "generator": model})
     return kept, tally
+
+
+def generator(row, entry: dict, src: Source) -> str | None:
+    """The model that made a row's image: the source's constant, else its table column, else what the platform's
+    prompt syntax names (Midjourney's --v/--niji, read before the strip); None when nothing says."""
+    if src.generator:
+        return src.generator
+    named = _text("generator", row.generator)
+    prompt = entry.get("prompt", row.prompt)
+    return named or (GENERATORS[src.syntax](prompt) if isinstance(prompt, str) else None)

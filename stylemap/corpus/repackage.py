@@ -71,10 +71,12 @@ def write_shard(out: Path, shard: int, rows: list[dict], images: list[tuple[byte
          "failed_to_download": sum(i is None for i in images), "failed_to_resize": 0}, indent=4))
 
 
-def to_webdataset(corpus: Reader, out: Path, shard_size: int, max_bytes: int) -> tuple[dict[str, str], dict]:
+def to_webdataset(corpus: Reader, out: Path, shard_size: int, max_bytes: int,
+                  columns: dict[str, dict[str, str]] | None = None) -> tuple[dict[str, str], dict]:
     """Write every row of `corpus` into `out`, keeping each image's encoded bytes; a row the reader rejects, or
-    whose part or image cannot be read, becomes a failed row with the reason. Returns (original image name ->
-    key, counts)."""
+    whose part or image cannot be read, becomes a failed row with the reason. `columns` adds extra columns, as
+    --save_additional_columns would ({column: {original image name: value}}; null where it names no value).
+    Returns (original image name -> key, counts)."""
     keys: dict[str, str] = {}
     shard_rows: list[dict] = []
     shard_images: list[tuple[bytes, str] | None] = []
@@ -91,7 +93,8 @@ def to_webdataset(corpus: Reader, out: Path, shard_size: int, max_bytes: int) ->
             image, error = None, str(err)
             counts["failed_to_download"] += 1
         keys[meta.image_name] = key
-        shard_rows.append(_row(key, meta, (part.fields(meta.image_name) or {}) if part else {}, image, error))
+        shard_rows.append({**_row(key, meta, (part.fields(meta.image_name) or {}) if part else {}, image, error),
+                           **{column: values.get(meta.image_name) for column, values in (columns or {}).items()}})
         shard_images.append(image)
         counts["rows"] += 1
         if len(shard_rows) == shard_size:

@@ -91,7 +91,7 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
             if src.draw == "parts":  # whole parts: a round ends where a part does
                 end = int(ends[np.searchsorted(ends, end)])
             bar.total = end
-            rounds.append(_run_round(len(rounds), name, corpus, ranked.iloc[done:end], s, src.syntax, out, pool, bar))
+            rounds.append(_run_round(len(rounds), name, corpus, ranked.iloc[done:end], s, src, out, pool, bar))
             before, kept = kept, kept + sum(t.kept for t in rounds[-1].values())
             done = end
             rate = (kept + 1) / (done + 2)
@@ -106,7 +106,7 @@ def sample_source(name: str, src: Source, s: Sample, seed: int, out: Path, code:
                    frozenset(ranked["image_name"].iloc[:done].astype(str)))
 
 
-def _run_round(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample, syntax: str, out: Path,
+def _run_round(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample, src: Source, out: Path,
                pool: ThreadPoolExecutor, bar: tqdm) -> dict[int, PartTally]:
     """Round r: every part holding some of `rows`, `s.parts_in_flight` at a time; tallies by part id (-1: rows that
     address no part, rejected from the table)."""
@@ -122,7 +122,7 @@ def _run_round(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample,
             tallies[part_id] = PartTally.from_dict(json.loads(marker.read_text()))
             bar.update(len(part_rows))
         else:
-            futures[pool.submit(_sample_one_part, r, name, corpus, part_rows, s, syntax, out)] = part_id
+            futures[pool.submit(_sample_one_part, r, name, corpus, part_rows, s, src, out)] = part_id
     try:
         for future in as_completed(futures):
             tallies[futures[future]] = future.result()
@@ -134,7 +134,7 @@ def _run_round(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample,
     return tallies
 
 
-def _sample_one_part(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample, syntax: str,
+def _sample_one_part(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample, src: Source,
                      out: Path) -> PartTally:
     """Read one part's rows of round r (in image-name order), write its shards, then its marker; returns its tally."""
     rows = rows.sort_values("image_name", kind="stable")
@@ -147,7 +147,7 @@ def _sample_one_part(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: S
             tally.reject(row.image_name, "part_unreadable", str(err), rank=row.rank)
     else:
         with part:
-            kept, tally = sample_part(name, part, rows, s, syntax)
+            kept, tally = sample_part(name, part, rows, s, src)
     for k in range(0, len(kept), s.shard_size):
         schemas.write("sample", pd.DataFrame(kept[k : k + s.shard_size]),
                       out / f"shard-r{r:02d}-p{part_id:06d}-{k // s.shard_size:04d}.parquet")

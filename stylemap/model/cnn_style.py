@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torchvision import transforms
 
+from stylemap.model.pixels import Pixels
 from stylemap.model.vectors import l2_normalise
 
 
@@ -80,8 +81,8 @@ class CnnStyleEncoder:
         self.dim = sum(widths)
         self.name = f"efficientnet_lite:{arch}:blocks{','.join(map(str, self.blocks))}"
         self.provenance = {"weights_package": w.package, "weights_sha256": w.sha256, "layout": self.layout}
-        self.preprocess = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                                              transforms.Normalize(MEAN, STD)])
+        self.preprocess = Pixels(transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224),
+                                                     transforms.ToTensor(), transforms.Normalize(MEAN, STD)]))
 
     encode_text = None  # no text tower: the zero-shot baseline is unavailable
 
@@ -90,8 +91,8 @@ class CnnStyleEncoder:
         image's vector would depend on its batch-mates in the last bits, and a resumed or Ray-batched run would
         not reproduce a shard bit for bit."""
         vectors = []
-        for image in np.asarray(batch, dtype=np.float32):
-            groups = self._groups(torch.from_numpy(image[None]))
+        for image in self.preprocess.normalise(np.asarray(batch)):
+            groups = self._groups(image[None])
             vectors.append(l2_normalise(np.concatenate([l2_normalise(g.double().numpy()) for g in groups], axis=1)))
         return np.concatenate(vectors)
 

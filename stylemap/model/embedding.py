@@ -71,8 +71,9 @@ def embed_table(rows: pd.DataFrame) -> pa.Table:
 
 
 def _to_npy(array) -> bytes:
+    """The encoder input in its own dtype: uint8 pixels (stylemap/model/pixels.py) or a float descriptor."""
     buf = io.BytesIO()
-    np.save(buf, np.asarray(array, dtype=np.float32))
+    np.save(buf, np.asarray(array))
     return buf.getvalue()
 
 

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from skimage import color, feature, filters
 
+from stylemap.model.pixels import Pixels
 from stylemap.model.vectors import l2_normalise
 from stylemap.params import Embed
 
@@ -121,11 +122,12 @@ def check_activation(arch: str, tag: str) -> None:
 class ClipEncoder:
     """A frozen open_clip model: image tower for embeddings, text tower for zero-shot."""
 
-    def __init__(self, arch: str, pretrained: str):
+    def __init__(self, arch: str, pretrained: str, device: str | None = None):
         import open_clip  # slow import, only for this backend
 
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=self.device)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=self.device)
+        self.preprocess = Pixels(preprocess)
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.name = f"open_clip:{arch}:{pretrained}"
@@ -137,7 +139,8 @@ class ClipEncoder:
 
     def encode(self, batch) -> np.ndarray:
         with torch.inference_mode(), self._autocast():
-            out = self.model.encode_image(torch.as_tensor(batch).to(self.device, non_blocking=True), normalize=True)
+            pixels = torch.as_tensor(np.asarray(batch)).to(self.device, non_blocking=True)
+            out = self.model.encode_image(self.preprocess.normalise(pixels), normalize=True)
         return l2_normalise(out.float().cpu().numpy())
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
@@ -146,10 +149,10 @@ class ClipEncoder:
         return l2_normalise(out.float().cpu().numpy())
 
 
-def load_encoder(e: Embed):
+def load_encoder(e: Embed, device: str | None = None):
     """The one factory from params to encoder (`name`, `dim`, `preprocess`, `encode`, `encode_text`,
-    `provenance`)."""
-    return build_encoder(**identity(e))
+    `provenance`); `device` (open_clip: "cpu", "cuda"; default: CUDA where available) places its model."""
+    return build_encoder(**identity(e), device=device)
 
 
 def identity(e: Embed) -> dict:
@@ -157,7 +160,8 @@ def identity(e: Embed) -> dict:
     return {"backend": e.backend, "arch": e.arch, "pretrained": e.pretrained, "style_blocks": list(e.style_blocks)}
 
 
-def build_encoder(backend: str, arch: str, pretrained: str, style_blocks: list[int] = (), **card):
+def build_encoder(backend: str, arch: str, pretrained: str, style_blocks: list[int] = (), device: str | None = None,
+                  **card):
     """An encoder from its identity, as embed's encoder card (data/embed/encoder.json) records it."""
     if backend == "style_stats":
         encoder = StyleStats()
@@ -172,13 +176,13 @@ def build_encoder(backend: str, arch: str, pretrained: str, style_blocks: list[i
         if not Path(pretrained).is_file():
             raise ValueError(f"embed.pretrained: checkpoint file {pretrained} not found")
         try:
-            encoder = ClipEncoder(arch, pretrained)
+            encoder = ClipEncoder(arch, pretrained, device)
         except Exception as err:  # noqa: BLE001 - torch/pickle/safetensors raise many types on a bad file
             raise ValueError(f"embed.pretrained: {pretrained} is not a {arch} checkpoint: "
                              f"{type(err).__name__}: {str(err)[:300]}") from None
     else:
         check_activation(arch, pretrained)
-        encoder = ClipEncoder(arch, pretrained)  # an open_clip pretrained tag
+        encoder = ClipEncoder(arch, pretrained, device)  # an open_clip pretrained tag
     if card.get("dim", encoder.dim) != encoder.dim:
         raise ValueError(f"encoder {encoder.name} gives {encoder.dim} dimensions, its card says {card['dim']}")
     return encoder

@@ -40,7 +40,7 @@ def make_umap(n_points: int, n_neighbors: int, min_dist: float, seed: int, *, ba
             from cuml.manifold import UMAP
         except ImportError as err:
             raise UserError(f"map.umap: cuml needs RAPIDS cuML on a machine with an NVIDIA GPU "
-                            f"(`pip install cuml-cu12`; it could not be imported: {err}); "
+                            f"(`pip install cuml-cu13`; it could not be imported: {err}); "
                             "or set map.umap: umap-learn") from err
         extra = {}  # cuML parallelises on the GPU; it has no n_jobs
     elif backend == "umap-learn":

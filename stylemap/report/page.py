@@ -1,4 +1,5 @@
-"""The one-page platform report: adjusted style shares with intervals, shift warnings, differences, the label audit.
+"""The one-page platform report: adjusted style shares with intervals, shift warnings, what prompts asked for
+against what images show, differences, the label audit.
 
 Everything is inline (SVG charts, PNG maps and review thumbnails as data URIs), so the page is one file
 that opens anywhere. The numbers come from data outputs only (predict, quantify, evaluate's calibration,
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from stylemap.report.asked import asked_section
+from stylemap.report.generators import generators_section
 from stylemap.report.render import TEMPLATES, style_colors
 
 BAR = 200  # pixels for a share of 100 %
@@ -35,6 +38,10 @@ class Inputs:
     noise: pd.DataFrame  # audit: class, noise_rate
     gold_scores: pd.DataFrame  # evaluate: encoder, metric, value, lo, hi, images
     gold_prevalence: pd.DataFrame  # quantify: method, style, estimated, true, images
+    generators: pd.DataFrame  # quantify: platform, generator, method, style, share, lo, hi, images, confidence
+    generator_differences: pd.DataFrame  # quantify: platform, generator_a, generator_b, style, difference, lo, hi, ...
+    asked_shown: pd.DataFrame  # asked: platform, asked, shown, images
+    follow_rates: pd.DataFrame  # asked: platform, style, prompts, rated, raw/adjusted with lo/hi, substitute, ...
     gold_source: str
     pngs: dict[str, Path]
     shareable: set[str]  # platforms whose per-image data may be shared (`redistribute`): they get an explorer link
@@ -118,6 +125,10 @@ def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
             else "<p>no interactive map: this corpus's terms forbid sharing per-image data</p>")
     image = (f'<img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="UMAP of {name}">{link}'
              if png else "<p>no map (too few images)</p>")
+    asked = asked_section(d.asked_shown[d.asked_shown["platform"] == platform],
+                          d.follow_rates[d.follow_rates["platform"] == platform])
+    models = generators_section(d.generators[d.generators["platform"] == platform],
+                                d.generator_differences[d.generator_differences["platform"] == platform])
     method = adjusted["method"].iloc[0] if len(adjusted) else "-"
     level = adjusted["confidence"].iloc[0] if len(adjusted) else float("nan")
     return (f"<section><h2>{name}</h2>{shift_warning(shift.iloc[0] if len(shift) else None)}"
@@ -126,6 +137,7 @@ def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
             f"<h3>style prevalence: {esc(method)} with its {level:.0%} interval; black tick = classify-and-count</h3>"
             f"{shares_svg(adjusted, cc, colors)}"
             f"{trends_svg(d.trends[d.trends['platform'] == platform], colors)}"
+            f"{models}{asked}"
             f"<h3>style ambiguity (normalised entropy)</h3>{histogram_svg(d.ambiguity[d.ambiguity['platform'] == platform])}"
             f"<h3>UMAP</h3>{image}</section>")
 

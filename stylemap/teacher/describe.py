@@ -25,6 +25,7 @@ from stylemap.teacher.engine import describe_sampling, describe_spec, results_of
 DESCRIBE_PROMPT = Path(__file__).resolve().parent / "prompts" / "describe.txt"
 CANNOT_ANALYSE = "CANNOT ANALYSE"  # the describe prompt asks the model to answer exactly this when it cannot
 STYLE_SECTION = re.compile(r"^\W*2[.)]", re.MULTILINE)  # prompts/describe.txt's section 2: technique and style
+JPEG_QUALITY = 90  # the image the VLM sees (image_data_url)
 PROMPT_COLUMNS = ["image_id", "prompt"]
 IMAGE_COLUMNS = ["image_id", "prompt", "image_bytes"]
 
@@ -46,12 +47,13 @@ def by_prompt(df: pd.DataFrame) -> pd.DataFrame:
 
 def image_data_url(image_bytes: bytes, max_side: int) -> str:
     """Decode as every stage does (upright RGB), shrink so the longest side <= max_side (keeps the VLM's
-    token count bounded), re-encode PNG."""
+    token count bounded), re-encode as JPEG at JPEG_QUALITY. Measured on 20 Horde images at 448² (2 cores): PNG
+    53 ms and 283 KiB each, JPEG 0.8 ms and 56 KiB; vLLM decodes any base64 image whatever its MIME type."""
     img = decode_rgb(image_bytes)
     img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    img.save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def status(text: str | None, finish_reason: str | None, error: str | None) -> str:

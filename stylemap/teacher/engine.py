@@ -19,6 +19,7 @@ import pandas as pd
 
 from stylemap.entry import UserError
 from stylemap.params import Describe, Label
+from stylemap.teacher import gpu_memory
 from stylemap.teacher.protocol import STRUCTURED
 
 
@@ -47,6 +48,7 @@ class VllmSpec:
         """One engine in a child process for the whole stage; each call sends its rows as one list."""
         from stylemap.teacher.client import VllmWorker, served
 
+        gpu_memory.check_released()
         with VllmWorker(self.vllm_args, timeout_s=self.timeout_s, retries=self.retries) as worker:
             yield served(worker, self.sampling)
 

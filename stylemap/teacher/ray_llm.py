@@ -10,6 +10,12 @@ by the work's prepare step), the engine arguments and sampling (one `engine.Vllm
 (the processor's chat-template stage applies the model's template with the generation prompt, as vLLM's
 `llm.chat` does locally).
 
+A watchdog, which ray.data.llm 2.60 lacks: Ray Data restarts a dead engine actor and retries its batch without
+bound (`max_restarts=-1`), so an engine that always dies (CUDA out of memory) would loop forever. Here the engines
+restart and retry at most `retries` times, must all be up within `START_TIMEOUT_S`, and the run fails (one line,
+cluster.Stalled) when no block moves for `timeout_s`; no engine left over by an earlier run may hold GPU memory
+on this node when they start (gpu_memory.py).
+
 Two gaps of ray.data.llm 2.60, bridged here: its rows carry no `finish_reason`, so a completion with
 `max_tokens` tokens is taken as cut ("length"); and every row must reach the engine, so a request that
 cannot be sent (undecodable image, no description) travels as a one-token placeholder and comes back with
@@ -23,12 +29,15 @@ from pathlib import Path
 import pandas as pd
 
 from stylemap import cluster
+from stylemap.teacher import gpu_memory
 from stylemap.teacher.client import VLLM_PYTHON, with_results
 from stylemap.teacher.protocol import CPU_DEFAULTS, Result, sampling_kwargs
 
 # vllm_site/sitecustomize.py bridges a module vLLM 0.32 moved and Ray 2.60 still imports
 RUNTIME_ENV = {"py_executable": str(VLLM_PYTHON), "env_vars": {"PYTHONPATH": str(Path(__file__).parent / "vllm_site")}}
 CARRIED = (cluster.ROW, "image_id")  # prepared columns that travel through the processor unchanged
+START_TIMEOUT_S = 1800  # engines must all be up by then (the local worker's start timeout)
+ENGINE_STAGE = "vLLMEngineStage"
 
 
 def vllm_version() -> str:
@@ -64,6 +73,7 @@ def generate(ds, spec):
     """Prepared rows {ROW, image_id, request, reason} -> the same rows with a Result's columns and vllm_version."""
     from ray.data.llm import build_processor
 
+    gpu_memory.check_released()
     config, light = processor_config(spec, cluster.cluster_gpus())
     version = vllm_version()
     sampling = sampling_kwargs(spec.sampling)
@@ -86,6 +96,10 @@ def generate(ds, spec):
 
     engines = build_processor(config, preprocess=preprocess, postprocess=postprocess, preprocess_map_kwargs=light,
                               postprocess_map_kwargs=light)
+    engines.get_stage_by_name(ENGINE_STAGE).map_batches_kwargs.update(max_restarts=spec.retries,
+                                                                      max_task_retries=spec.retries)
+    ds.context.wait_for_min_actors_s = START_TIMEOUT_S  # one context object for the whole chain of datasets
+    ds.context.execution_no_progress_timeout_s = spec.timeout_s
     return engines(ds).map_batches(lambda rows: _results(rows, version), batch_format="pandas", batch_size=None, **light)
 
 

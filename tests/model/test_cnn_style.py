@@ -34,7 +34,7 @@ def test_timm_network_gives_the_weights_packages_reference_outputs(encoder):
 def test_the_weights_are_trained_imagenet_weights(encoder):
     """A photo of a cup of coffee: ImageNet's 'espresso' (967) or 'cup' (968) among the top 3 (random weights
     would put them there 3 times in 1,000)."""
-    x = encoder.preprocess(Image.fromarray(data.coffee()))[None]
+    x = encoder.preprocess.normalise(encoder.preprocess(Image.fromarray(data.coffee()))[None])
     with torch.no_grad():
         top3 = encoder.model(x).topk(3).indices[0].tolist()
     assert {967, 968} & set(top3), top3

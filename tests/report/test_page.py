@@ -32,6 +32,21 @@ def inputs(**changes) -> Inputs:
         noise=pd.DataFrame({"class": CLASSES, "noise_rate": [0.25, 0.0, 0.5]}),
         gold_scores=pd.DataFrame(columns=["encoder", "metric", "value", "lo", "hi", "images"]),
         gold_prevalence=pd.DataFrame(columns=["method", "style", "estimated", "true", "images"]), gold_source="",
+        generators=pd.DataFrame({"platform": "a", "generator": ["sd-1"] * 3 + ["sdxl"] * 3, "method": "acc",
+                                 "style": CLASSES * 2, "share": [0.5, 0.3, 0.2, 0.1, 0.6, 0.3],
+                                 "lo": [0.4, 0.2, 0.1, 0.05, 0.5, 0.2], "hi": [0.6, 0.4, 0.3, 0.2, 0.7, 0.4],
+                                 "images": [40] * 3 + [35] * 3, "confidence": 0.9}),
+        generator_differences=pd.DataFrame({"platform": "a", "generator_a": "sd-1", "generator_b": "sdxl",
+                                            "style": CLASSES, "difference": [0.4, -0.3, -0.1],
+                                            "lo": [0.3, -0.45, -0.2], "hi": [0.5, -0.15, 0.05],
+                                            "significant": [True, True, False], "confidence": 0.9}),
+        asked_shown=pd.DataFrame({"platform": "a", "asked": ["anime", "anime", "none", "photo"],
+                                  "shown": ["anime", "photo", "photo", "photo"], "images": [12, 3, 20, 2]}),
+        follow_rates=pd.DataFrame({"platform": "a", "style": ["anime", "photo"], "prompts": [15, 2],
+                                   "rated": [True, False], "raw": [0.8, None], "raw_lo": [0.6, None],
+                                   "raw_hi": [0.95, None], "adjusted": [0.9, None], "adjusted_lo": [0.7, None],
+                                   "adjusted_hi": [1.0, None], "substitute": ["photo", ""],
+                                   "substitute_share": [0.2, 0.0], "confidence": 0.95}),
         pngs={}, shareable={"a", "b"}, note="<note>")
     return Inputs(**{**base, **changes})
 
@@ -117,3 +132,24 @@ def test_the_gold_section_shows_each_encoders_scores_and_the_default_methods_sha
     assert "<td>anime</td><td>50.0%</td><td>45.0%</td>" in gold and "<td>sketch</td><td>0.0%</td><td>10.0%</td>" in gold
     assert "<td>cc</td><td>0.133</td><td>0.200</td>" in gold  # errors 0.1, 0.2, 0.1: mean 0.133, worst 0.2
     assert "<td>acc</td><td>0.067</td><td>0.100</td>" in gold
+
+
+def test_asked_versus_shown_draws_the_heat_map_and_ranks_the_rated_styles():
+    a, b = section(report_html(inputs()), "a"), section(report_html(inputs()), "b")
+    heatmap = a.split('<svg class="heatmap"')[1].split("</svg>")[0]
+    assert heatmap.count("<rect") == 3 * 2  # asked anime, photo, none x shown anime, photo
+    assert "<title>asked anime, shown photo: 3 (20%)</title>" in heatmap and 'fill-opacity="0.800"' in heatmap
+    assert heatmap.index(">anime<") < heatmap.index(">photo<") < heatmap.index(">none<")  # none is the last row
+    assert "<td>anime</td><td>15</td><td>90% [70%, 100%]</td><td>80% [60%, 95%]</td><td>photo (20%)</td>" in a
+    assert "Too few prompts for a rate: photo (2)" in a
+    assert "asked for against what the image shows" not in b  # nothing predicted there: no section
+
+
+def test_styles_per_generating_model_stand_side_by_side_with_the_differences_that_exclude_zero():
+    a, b = section(report_html(inputs()), "a"), section(report_html(inputs()), "b")
+    part = a.split("styles per generating model: acc with its 90% interval")[1]
+    assert "<th>sd-1 (40 images)</th><th>sdxl (35 images)</th>" in part
+    assert f"<tr><td>{CLASSES[0]}</td><td>50.0% [40.0%, 60.0%]</td><td>10.0% [5.0%, 20.0%]</td></tr>" in part
+    listed = part.split("<ul>")[1].split("</ul>")[0]
+    assert listed.count("<li>") == 2 and listed.index(f"{CLASSES[0]} +40.0%") < listed.index(f"{CLASSES[1]} -30.0%")
+    assert CLASSES[2] not in listed and "per generating model" not in b

@@ -108,7 +108,7 @@ def test_cuml_backend_uses_cuml(monkeypatch, parallel, random_state):
 def test_cuml_backend_without_cuml_names_the_param_and_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cuml", None)  # import fails even where cuML is installed
     monkeypatch.setitem(sys.modules, "cuml.manifold", None)
-    with pytest.raises(UserError, match=r"map\.umap: cuml .*pip install cuml-cu12.*map\.umap: umap-learn"):
+    with pytest.raises(UserError, match=r"map\.umap: cuml .*pip install cuml-cu13.*map\.umap: umap-learn"):
         layouts.make_umap(200, 15, 0.1, 7, backend="cuml")
     X, _ = clusters(40)
     with pytest.raises(UserError, match=r"map\.umap: cuml"):

@@ -58,6 +58,18 @@ def test_embed_on_ray_gives_the_local_rows(cluster, clip, tmp_path, backend):
     assert _assert_same_rows(tmp_path / "local", tmp_path / "ray") == metrics[1]["in"]
 
 
+
+def test_the_driver_keeps_its_encoder_copy_off_the_gpu_when_actors_encode(cluster, clip, tmp_path, monkeypatch):
+    """On Ray the driver needs the encoder's preprocessing, dim and provenance only, so it loads it on the CPU:
+    told here that CUDA is available (in the driver's process alone), it would otherwise put the ViT on cuda:0,
+    which this machine lacks, and fail; the actors (num_gpus 0) encode on their CPUs."""
+    import torch
+
+    make_project(tmp_path, per_style=2, overrides={**clip, "embed.executor": "ray", "embed.replicas": 1})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    m = embed.main(tmp_path)
+    assert m["backend"] == "open_clip" and m["rejected"] == m["rejected.undecodable"] == 1 and m["kept"] > 0
+
 def _encoder_actor_pids() -> set[int]:
     """Ray titles an actor's process `ray::<actor class>`: the map workers holding the encoder."""
     pids = set()

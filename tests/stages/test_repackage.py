@@ -18,7 +18,8 @@ def test_both_formats_give_the_same_sample_and_gold(tmp_path, horde):
     common = {"kind": "local", "optional": False, "min_words": 5}
     write_params(root, {"repackage.source": str(horde)}, replace={
         "sources": {"dd": {**common, "path": str(horde)},
-                    "wds": {**common, "path": "data/horde-wds", "format": "img2dataset", "layout": "webdataset"}},
+                    "wds": {**common, "path": "data/horde-wds", "format": "img2dataset", "layout": "webdataset",
+                            "generator_column": "model"}},
         "train_source": "dd", "platforms": ["dd", "wds"]})
     counts = repackage.main(root)
     assert counts == {"absent": False, "rows": 575, "failed_to_download": 0, "shards": 3}
@@ -34,6 +35,10 @@ def test_both_formats_give_the_same_sample_and_gold(tmp_path, horde):
     gold_a = gold_classes("dd/" + a["image_name"], read_gold(horde, "dd"))
     gold_b = gold_classes("wds/" + b["image_name"], read_gold(root / "data/horde-wds", "wds"))
     assert gold_a.tolist() == gold_b.tolist() and (gold_b != "").sum() > 50
+    truth = pd.read_csv(horde / "styles.csv", dtype=str).set_index("image_name")["model"]  # Horde's model per image
+    assert b["generator"].tolist() == a["image_name"].map(truth).tolist() and b["generator"].notna().all()
+    assert wds["generators"] == b["generator"].value_counts().sort_index().to_dict() and wds["generator_unknown"] == 0
+    assert dd["generator_unknown"] == dd["kept"]  # DiffusionDB's own layout names no model
 
 
 def test_an_absent_source_leaves_an_empty_folder_and_an_absent_platform(tmp_path):

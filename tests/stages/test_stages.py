@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages import (audit, balance, demo, describe, embed, evaluate, label, map, predict, quantify, report, sample,
+from stages import (asked, audit, balance, demo, describe, embed, evaluate, label, map, predict, quantify, report, sample,
                     train)
 from stylemap import shards
 from stylemap.model.cnn_style import WEIGHTS
@@ -24,8 +24,9 @@ def project(tmp_path_factory):
     write_params(root, {"demo.crops_per_subject": 1, "demo.side": 64, "label.run_llm": False,
                         "balance.min_count": 4, "balance.target": 12, "train.epochs": 30, "train.val_fraction": 0.3,
                         "embed.loader_workers": 0, "quantify.bootstrap": 40, "quantify.app_repeats": 20,
-                        "quantify.trend_min_images": 5},
-                 replace={"sources": {"demo": {"kind": "local", "path": "data/demo"},
+                        "quantify.trend_min_images": 5, "asked.min_prompts": 2, "asked.bootstrap": 40,
+                        "quantify.generator_min_images": 5},
+                 replace={"sources": {"demo": {"kind": "local", "path": "data/demo", "generator": "demo-filters"},
                                       "horde": {"kind": "local", "path": "absent", "optional": True}}})
     return root
 
@@ -96,6 +97,25 @@ def test_stages_in_dvc_order(project):
         + qu["demo.trend.images_undated"] == qu["demo.images"]
     first = trends.iloc[0]
     assert qu[f"demo.trend.{first.month}.{first['style']}"] == pytest.approx(first.share, abs=1e-6)
+    models = pd.read_csv(project / "plots/generator_prevalence.csv")  # one model made every demo image
+    default = prevalence[prevalence["default"]].set_index("style")["share"]
+    assert set(models["generator"]) == {"demo-filters"} and (models["images"] == qu["demo.images"]).all()
+    assert models.set_index("style")["share"].to_dict() == pytest.approx(default.to_dict(), abs=1e-6)
+    assert qu["demo.generator.unknown"] == 0 and qu["demo.generator.demo-filters.images"] == qu["demo.images"]
+    assert pd.read_csv(project / "plots/generator_differences.csv").empty  # one model: nothing to compare
+
+    ak = asked.main(project)
+    assert ak["demo.in"] == ak["demo.kept"] + ak["demo.rejected"] and ak["demo.kept"] == pr["demo.kept"]
+    assert ak["horde.absent"] is True and ak["demo.names_a_style.share"] == 1.0  # demo prompts name their style
+    rows = pd.read_parquet(project / "data/asked/demo.parquet")
+    table, rates = pd.read_csv(project / "plots/asked_shown.csv"), pd.read_csv(project / "plots/follow_rates.csv")
+    assert table["images"].sum() == rows["asked_styles"].map(len).sum() and set(rows["asked_by"]) == {"keywords"}
+    for r in rates[rates["rated"]].itertuples():
+        asking = rows[rows["asked_styles"].map(lambda styles, s=r.style: s in styles)]
+        assert r.prompts == len(asking) and r.raw == pytest.approx((asking["shown"] == r.style).mean(), abs=1e-6)
+        assert r.raw_lo <= r.raw + 1e-6 and r.raw <= r.raw_hi + 1e-6
+        assert ak[f"demo.follow.{r.style}.adjusted"] == pytest.approx(r.adjusted, abs=1e-6)
+    assert ak["demo.styles_rated"] == rates["rated"].sum() >= 1 and ak == pytest.approx(metrics(project, "asked"), abs=1e-6)
 
     mp = map.main(project)
     assert mp["demo.kept"] == pr["demo.kept"] and (project / "data/explore/demo/index.html").exists()

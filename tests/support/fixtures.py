@@ -92,7 +92,7 @@ def sample_frame(source: str, per_style: int, seed: int = 0, per_prompt: int = 2
                          "sampler": "k_euler", "width": image.width, "height": image.height,
                          "phash": str(imagehash.phash(image)), "style": style, "image_bytes": encode_png(image),
                          "timestamp": pd.Timestamp("2022-08-01", tz="UTC"), "annotated_styles": None,
-                         "image_nsfw": 0.0, "image_nsfw_by": "corpus"})
+                         "image_nsfw": 0.0, "image_nsfw_by": "corpus", "generator": None})
     return pd.DataFrame(rows)
 
 

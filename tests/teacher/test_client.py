@@ -112,14 +112,15 @@ def test_label_spec_requires_the_converted_model(make_params, tmp_path):
         label_spec(p.label, tmp_path / "data/models/missing", p.seed, STYLE_SCHEMA)
 
 
-def test_image_data_url_bounds_the_longest_side():
+def test_image_data_url_bounds_the_longest_side_as_a_jpeg():
     buf = io.BytesIO()
     Image.new("RGB", (1000, 250), (10, 200, 30)).save(buf, format="WEBP")
     url = image_data_url(buf.getvalue(), 448)
     import base64
 
     img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-    assert url.startswith("data:image/png;base64,") and img.size == (448, 112)
+    assert url.startswith("data:image/jpeg;base64,") and img.format == "JPEG" and img.size == (448, 112)
+    assert max(abs(a - b) for a, b in zip(img.convert("RGB").getpixel((200, 50)), (10, 200, 30))) <= 3
 
 
 def test_parse_styles_rejects_cut_and_malformed_output():

@@ -160,6 +160,29 @@ def test_label_on_ray_gives_the_local_labels(worker, params, taxonomy, tmp_path)
     assert same.mean() >= 0.5, remote.loc[ok & ~same, "llm_raw"].tolist()
 
 
+
+def test_a_ray_engine_that_answers_nothing_for_timeout_s_stops_the_stage_in_one_line(gemma_dir, taxonomy, tmp_path):
+    """The Ray transport's watchdog: with `timeout_s` shorter than one batch takes on this CPU, no block moves
+    for that long, and the stage ends with cluster.Stalled instead of waiting (its engine started first: engine
+    start-up has its own bound). The engine stage restarts and retries at most `retries` times."""
+    import ray
+
+    from stylemap import cluster, shards
+    from stylemap.files import write_atomic
+    from stylemap.runner import Executor
+
+    params = make_params({"label": {"model": str(gemma_dir), "batch_size": 4, "timeout_s": 1, "retries": 1}})
+    write_atomic(_descriptions(), tmp_path / "in/shard-00000.parquet")
+    job = shards.Job("t", shards.shard_files(tmp_path / "in"), tmp_path / "out", {})
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        with pytest.raises(cluster.Stalled, match=r"^label llm: the Ray pipeline stopped \(ExecutionTimeoutError: "
+                           r"Dataset execution made no progress.*rerun to resume$"):
+            runner.run(_work(params, taxonomy), [job], Executor("ray", shards_in_flight=2, block_rows=4), shard_size=8)
+    finally:
+        ray.shutdown()
+    assert not shards.shard_files(tmp_path / "out")
+
 def test_label_stage_killed_mid_run_resumes_without_redoing_shards(gemma_dir, tmp_path):
     """kill -9 the label stage while the LLM labels; the rerun keeps finished shards, one record per image."""
     import os

@@ -10,7 +10,8 @@ A reader (`Reader`) gives:
   else a reason known from the table alone (img2dataset's `status` other than success), with
   `reject_detail`: such a row can be drawn, and is then a counted reject like any other.
   `annotated_styles` is a list of style names a corpus's own annotations give (JourneyDB's Task1.Style),
-  else None; `timestamp` is when the image was made, where the corpus says (DiffusionDB does).
+  else None; `timestamp` is when the image was made, where the corpus says (DiffusionDB does); `generator` the
+  model that made it, from the table column `src.generator_column` names (img2dataset, folder), else None.
 - `open_part(part_id, max_bytes)`: a `Part` (a context manager; `max_bytes` caps any index it inflates): `read(image_name, max_bytes)` returns a member's
   bytes or raises `MemberError(reason, detail)`; `fields(image_name)` returns the generation fields the
   part itself stores for a row ({} when the part stores none; None when the part should know the row and
@@ -28,7 +29,8 @@ import pandas as pd
 from stylemap.entry import UserError
 
 ROW_COLUMNS = ["image_name", "part_id", "prompt", "seed", "step", "cfg", "sampler", "width", "height",
-               "user_name", "timestamp", "image_nsfw", "prompt_nsfw", "annotated_styles", "reject", "reject_detail"]
+               "user_name", "timestamp", "image_nsfw", "prompt_nsfw", "annotated_styles", "generator", "reject",
+               "reject_detail"]
 
 
 class CorpusError(UserError):

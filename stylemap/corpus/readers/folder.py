@@ -28,6 +28,7 @@ class Corpus:
 
     def __init__(self, src: Source):
         self.root = Path(src.path)
+        self.generator_column = src.generator_column
 
     @cached_property
     def _files(self) -> list[str]:
@@ -44,6 +45,9 @@ class Corpus:
         if len(found) > 1:
             raise CorpusError(f"{self.root}: both {' and '.join(found)}: keep one")
         if not found:
+            if self.generator_column:
+                raise CorpusError(f"{self.root}: generator_column {self.generator_column!r} needs a prompts file "
+                                  f"({' or '.join(PROMPT_FILES)}) holding it")
             return None, pd.DataFrame(columns=["prompt"], index=pd.Index([], name="file_name"))
         path = self.root / found[0]
         try:
@@ -59,7 +63,9 @@ class Corpus:
         repeated = table["file_name"][table["file_name"].duplicated()].astype(str).unique()
         if len(repeated):
             raise CorpusError(f"{path}: {len(repeated)} file names have more than one row, e.g. {list(repeated[:3])}")
-        return found[0], table.set_index("file_name")[[c for c in ("prompt", *local.TABLE_FIELDS) if c in table.columns]]
+        table["generator"] = local.generators(table, self.generator_column, path)
+        return found[0], table.set_index("file_name")[["prompt", "generator",
+                                                       *[c for c in local.TABLE_FIELDS if c in table.columns]]]
 
     def metadata(self) -> pd.DataFrame:
         if not self._images:

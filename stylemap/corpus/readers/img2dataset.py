@@ -43,6 +43,7 @@ class Corpus:
     def __init__(self, src: Source):
         self.layout = src.layout
         self.root = Path(src.path)
+        self.generator_column = src.generator_column
         self._key_sets: dict[int, set[str]] = {}
 
     @cached_property
@@ -88,7 +89,8 @@ class Corpus:
         table = self._table(part_id)
         rows = table[[c for c in (*local.TABLE_FIELDS, "width", "height") if c in table.columns]].assign(
             image_name=table["key"].map(lambda k: k if isinstance(k, str) else None),  # not text: bad_image_name
-            part_id=part_id, prompt=table["caption"] if "caption" in table.columns else None)
+            part_id=part_id, prompt=table["caption"] if "caption" in table.columns else None,
+            generator=local.generators(table, self.generator_column, self.root / f"{self._shards[part_id]}.parquet"))
         errors = table["error_message"] if "error_message" in table.columns else pd.Series(None, index=table.index)
         verdicts = [_verdict(name, status, error) for name, status, error in zip(rows["image_name"], table["status"], errors)]
         return rows.assign(reject=[v[0] for v in verdicts], reject_detail=[v[1] for v in verdicts])

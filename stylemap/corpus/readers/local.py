@@ -22,6 +22,17 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".t
 TABLE_FIELDS = ["seed", "step", "cfg", "sampler", "user_name", "timestamp"]
 
 
+def generators(table, column: str, where: Path):
+    """The table's column `column` (sources.<name>.generator_column) as each row's generator, or None when no
+    column is named; a named column the table lacks is a CorpusError (a typo would leave every model unknown)."""
+    if not column:
+        return None
+    if column not in table.columns:
+        raise CorpusError(f"{where}: no column {column!r} (sources.<name>.generator_column); it has "
+                          f"{sorted(map(str, table.columns))[:12]}")
+    return table[column]
+
+
 def is_absent(path: Path) -> bool:
     """A local source is absent when its path does not exist or is an empty folder (a corpus not yet fetched)."""
     return not path.exists() or (path.is_dir() and not any(path.iterdir()))
