@@ -111,7 +111,7 @@ CSV_COLUMNS: dict[str, list[str]] = {  # quantify's plots, read by report
                               "significant", "confidence"],
     "asked_shown": ["platform", "asked", "shown", "images"],  # asked's, read by report
     "follow_rates": ["platform", "style", "prompts", "rated", "raw", "raw_lo", "raw_hi", "adjusted", "adjusted_lo",
-                     "adjusted_hi", "substitute", "substitute_share", "confidence"],
+                     "adjusted_hi", "substitute", "substitute_share", "substitute_lo", "substitute_hi", "confidence"],
     "shift": ["platform", "mmd2", "threshold", "baseline_mmd2", "null_mmd2", "shifted", "rows_in", "rows_augmented",
               "rows_training_image", "rows_eligible", "rows_picked", "rows_no_embedding", "rows_used"],
 }

@@ -40,8 +40,8 @@ def follow_rates(asked: list[list[str]], probs: np.ndarray, val_probs: np.ndarra
                  classes: list[str], resamples: list[np.ndarray], rng: np.random.Generator, min_prompts: int,
                  level: float) -> pd.DataFrame:
     """Per probe class some prompts ask for: prompts, the raw and the ACC-adjusted follow rate with intervals, and
-    the most common other style shown instead (substitute, its share of those images); `rated` is False (and the
-    rates NaN) below `min_prompts`."""
+    the most common other style shown instead (substitute, its share of those images with an interval); `rated` is
+    False (and the intervals NaN) below `min_prompts`."""
     fitted = {m: quantify.fit(m, val_probs, y) for m in ("cc", "acc")}
     top1 = probs.argmax(axis=1)
     rows = []
@@ -50,14 +50,18 @@ def follow_rates(asked: list[list[str]], probs: np.ndarray, val_probs: np.ndarra
         if not len(index):
             continue
         others = pd.Series(top1[index][top1[index] != k]).value_counts()
+        sub = int(others.index[0]) if len(others) else None
         row = {"style": style, "prompts": len(index), "rated": len(index) >= min_prompts,
-               "substitute": classes[others.index[0]] if len(others) else "",
+               "substitute": classes[sub] if sub is not None else "",
                "substitute_share": float(others.iloc[0] / len(index)) if len(others) else 0.0, "confidence": level}
         reps = quantify.bootstrap(["cc", "acc"], val_probs, y, probs[index], resamples, rng) if row["rated"] else {}
         for method, name in (("cc", "raw"), ("acc", "adjusted")):
             lo, hi = quantify.interval(reps[method], level) if reps else (None, None)
             row.update({name: float(fitted[method].predict(probs[index])[k]) if reps else np.nan,
                         f"{name}_lo": float(lo[k]) if reps else np.nan, f"{name}_hi": float(hi[k]) if reps else np.nan})
+            if method == "cc":  # the substitute's share of the same images, from the same replicates
+                row.update({"substitute_lo": float(lo[sub]) if reps and sub is not None else np.nan,
+                            "substitute_hi": float(hi[sub]) if reps and sub is not None else np.nan})
         rows.append(row)
     return pd.DataFrame(rows, columns=CSV_COLUMNS["follow_rates"][1:])
 

@@ -36,6 +36,13 @@ def heatmap_svg(table: pd.DataFrame) -> str:
     return "".join(parts) + "</svg>"
 
 
+def _substitute(r) -> str:
+    """The style most often shown instead, with its share of the images and that share's interval."""
+    if not r.substitute:
+        return "-"
+    return f"{html.escape(r.substitute)} {r.substitute_share:.0%} [{r.substitute_lo:.0%}, {r.substitute_hi:.0%}]"
+
+
 def ranked_table(rates: pd.DataFrame) -> str:
     """Rated styles by adjusted follow rate, the raw rate beside it; styles too rarely asked for, listed after."""
     rated = rates[rates["rated"].astype(bool)].sort_values("adjusted", ascending=False)
@@ -43,7 +50,7 @@ def ranked_table(rates: pd.DataFrame) -> str:
         f"<tr><td>{html.escape(r.style)}</td><td>{r.prompts}</td>"
         f"<td>{r.adjusted:.0%} [{r.adjusted_lo:.0%}, {r.adjusted_hi:.0%}]</td>"
         f"<td>{r.raw:.0%} [{r.raw_lo:.0%}, {r.raw_hi:.0%}]</td>"
-        f"<td>{html.escape(r.substitute) + f' ({r.substitute_share:.0%})' if r.substitute else '-'}</td></tr>"
+        f"<td>{_substitute(r)}</td></tr>"
         for r in rated.itertuples())
     few = rates[~rates["rated"].astype(bool)]
     level = f"{rates['confidence'].iloc[0]:.0%}" if len(rates) else ""

@@ -48,6 +48,7 @@ def test_the_adjusted_follow_rate_takes_the_probes_confusion_out_of_the_raw_one(
     assert water["prompts"] == 100 and water["raw"] == pytest.approx(0.7) and water["adjusted"] == pytest.approx(1.0)
     assert water["raw_lo"] <= 0.7 <= water["raw_hi"] and water["adjusted_lo"] <= 1.0 <= water["adjusted_hi"] + 1e-9
     assert (water["substitute"], water["substitute_share"]) == ("oil_painting", pytest.approx(0.3))
+    assert water["substitute_lo"] < 0.3 < water["substitute_hi"]
     anime = rates.loc["anime"]  # 5 prompts < min_prompts: counted, no rate
     assert anime["prompts"] == 5 and not anime["rated"] and np.isnan(anime["raw"]) and np.isnan(anime["adjusted"])
     assert "oil_painting" not in rates.index  # no prompt asks for it

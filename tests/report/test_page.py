@@ -46,7 +46,8 @@ def inputs(**changes) -> Inputs:
                                    "rated": [True, False], "raw": [0.8, None], "raw_lo": [0.6, None],
                                    "raw_hi": [0.95, None], "adjusted": [0.9, None], "adjusted_lo": [0.7, None],
                                    "adjusted_hi": [1.0, None], "substitute": ["photo", ""],
-                                   "substitute_share": [0.2, 0.0], "confidence": 0.95}),
+                                   "substitute_share": [0.2, 0.0], "substitute_lo": [0.05, None],
+                                   "substitute_hi": [0.4, None], "confidence": 0.95}),
         pngs={}, shareable={"a", "b"}, note="<note>")
     return Inputs(**{**base, **changes})
 
@@ -140,7 +141,7 @@ def test_asked_versus_shown_draws_the_heat_map_and_ranks_the_rated_styles():
     assert heatmap.count("<rect") == 3 * 2  # asked anime, photo, none x shown anime, photo
     assert "<title>asked anime, shown photo: 3 (20%)</title>" in heatmap and 'fill-opacity="0.800"' in heatmap
     assert heatmap.index(">anime<") < heatmap.index(">photo<") < heatmap.index(">none<")  # none is the last row
-    assert "<td>anime</td><td>15</td><td>90% [70%, 100%]</td><td>80% [60%, 95%]</td><td>photo (20%)</td>" in a
+    assert "<td>anime</td><td>15</td><td>90% [70%, 100%]</td><td>80% [60%, 95%]</td><td>photo 20% [5%, 40%]</td>" in a
     assert "Too few prompts for a rate: photo (2)" in a
     assert "asked for against what the image shows" not in b  # nothing predicted there: no section
 
