@@ -18,17 +18,33 @@ from stylemap.params import Params
 PROFILES = Path(__file__).resolve().parent / "profiles"
 
 
+RUN_CACHE_IGNORES = {"size", "nfiles"}  # keys dvc.stage.cache drops, at any depth, from a run's key
+
+
 class ParamsError(UserError):
     """params file is invalid; the message names every offending key."""
 
 
 def parse(raw: dict, origin: str = "params") -> Params:
     """Validate a params mapping; YAML numbers like `1` are accepted where floats are expected."""
+    ignored = [".".join(path) for path in _key_paths(raw) if path[-1] in RUN_CACHE_IGNORES]
+    if ignored:
+        raise ParamsError(f"{origin}: key {ignored[0]} is named like one DVC's run cache leaves out of its key "
+                          f"({' and '.join(sorted(RUN_CACHE_IGNORES))}: dvc/stage/cache.py), so a change to it would "
+                          "not re-run its stage; rename it")
     try:
         return Params.model_validate(raw, strict=False)
     except ValidationError as err:
         lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
         raise ParamsError(f"{origin} is invalid:\n" + "\n".join(lines)) from None
+
+
+def _key_paths(node, prefix: tuple = ()):
+    """Every key's path in a nested mapping: the names users choose (sources, vllm_args keys) included."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (*prefix, str(key))
+            yield from _key_paths(value, (*prefix, str(key)))
 
 
 def merge(base: dict, override: dict) -> dict:

@@ -184,10 +184,10 @@ def image_record(data: bytes, s: Sample) -> tuple[dict, str]:
     """The stored image and its facts for a kept row, and the original's colour mode; DecodeError for a reject."""
     image = decode_rgb(data, s.max_pixels)
     mode = Image.open(io.BytesIO(data)).mode  # decodable: checked above
-    if min(image.size) < MIN_SIDE:
-        raise DecodeError("too_small", f"{image.width}x{image.height}")
-    fits = max(image.size) <= s.image_side
+    original, fits = f"{image.width}x{image.height}", max(image.size) <= s.image_side
     image.thumbnail((s.image_side, s.image_side), Image.Resampling.LANCZOS)  # only ever shrinks, aspect kept
+    if min(image.size) < MIN_SIDE:  # the stored image's sides: a long thin original shrinks below the minimum
+        raise DecodeError("too_small", original if fits else f"{original}, stored {image.width}x{image.height}")
     buf = io.BytesIO()
     image.save(buf, **STORED)
     stored = data if fits and len(data) <= buf.tell() else buf.getvalue()  # a JPEG original is the smaller

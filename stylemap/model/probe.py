@@ -11,6 +11,7 @@ softmax(x @ W.T + b) on the L2-normalised embedding x and needs nothing else.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from safetensors.numpy import load_file, save_file
 from scipy.special import entr, softmax
 from tqdm import tqdm
 
+from stylemap.entry import UserError
 from stylemap.files import write_text_atomic
 from stylemap.params import Train
 
@@ -84,11 +86,13 @@ def load_probe(model_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]
     tensors = load_file(str(path))
     missing = {"weight", "bias"} - set(tensors)
     if missing:
-        raise ValueError(f"{path}: missing tensors {sorted(missing)}")
+        raise UserError(f"{path}: missing tensors {sorted(missing)}")
     W, b = tensors["weight"].astype(np.float32), tensors["bias"].astype(np.float32)
     classes = load_classes(model_dir)
     if W.ndim != 2 or b.shape != (W.shape[0],) or W.shape[0] != len(classes):
-        raise ValueError(f"{path}: weight {W.shape} / bias {b.shape} do not match {len(classes)} classes in classes.json")
+        raise UserError(f"{path}: weight {W.shape} / bias {b.shape} do not match {len(classes)} classes in classes.json")
+    if not (np.isfinite(W).all() and np.isfinite(b).all()):
+        raise UserError(f"{path}: the probe holds NaN or infinite weights; rerun train")
     return W, b, classes
 
 
@@ -108,9 +112,9 @@ def load_temperature(model_dir: str | Path) -> float:
     """The temperature evaluate fitted on the validation split (data/model/calibration.json)."""
     path = Path(model_dir) / "calibration.json"
     temperature = json.loads(path.read_text())["temperature"]
-    if not isinstance(temperature, float) or not temperature > 0:
-        raise ValueError(f"{path}: temperature must be a positive number, got {temperature!r}")
-    return temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise UserError(f"{path}: temperature must be a finite positive number, got {temperature!r}")
+    return float(temperature)
 
 
 def ambiguity(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,10 @@ import io
 
 import imagehash
 import numpy as np
+import pytest
 from PIL import Image
 
-from stylemap.corpus.images import decode_rgb
+from stylemap.corpus.images import DecodeError, decode_rgb
 from stylemap.corpus.records import image_record
 from tests.support.fixtures import encode_png, make_params, same_pixels
 
@@ -37,3 +38,16 @@ def test_an_image_within_the_side_keeps_its_pixels_in_the_smaller_file():
     jpeg = io.BytesIO()
     rgba.convert("RGB").save(jpeg, format="JPEG", quality=80)
     assert stored(jpeg.getvalue(), 512)[0]["image_bytes"] == jpeg.getvalue()  # lossy and small: kept as it is
+
+
+def test_the_minimum_side_is_checked_on_the_stored_image_not_before_the_shrink():
+    """Issue 24, class 8: a 4000x40 original passes a check made before the shrink, but its stored 512x5 does
+    not; an original small in itself says its own size."""
+    thin = encode_png(Image.new("RGB", (4000, 40), (200, 30, 30)))
+    with pytest.raises(DecodeError) as err:
+        stored(thin, 512)
+    assert (err.value.reason, err.value.detail) == ("too_small", "4000x40, stored 512x5")
+    assert stored(thin, 4000)[1].size == (4000, 40)  # within the side: nothing shrinks, nothing below 32
+    with pytest.raises(DecodeError) as err:
+        stored(encode_png(Image.new("RGB", (31, 300))), 512)
+    assert (err.value.reason, err.value.detail) == ("too_small", "31x300")
