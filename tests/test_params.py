@@ -30,6 +30,12 @@ def test_production_profile_holds_overrides_only_and_validates():
     assert list(prod.sources) == ["diffusiondb", "diffusiondb_analysis", "playgroundai", "journeydb"]
     assert prod.sources["diffusiondb_analysis"].exclude == ["diffusiondb"] and prod.sources["journeydb"].redistribute is False
     assert (prod.sources["journeydb"].format, prod.sources["journeydb"].syntax) == ("journeydb", "midjourney")
+    # ray.data.llm builds vLLM's config without a usage context: unset, vLLM 0.32 falls back to 128 sequences and
+    # 2048 batched tokens on any GPU, so both teachers on Ray size them (production.yaml has the KV arithmetic)
+    for teacher in (prod.describe, prod.label):
+        assert teacher.executor == "ray" and teacher.vllm_args["max_num_seqs"] == 512
+        assert teacher.vllm_args["max_num_batched_tokens"] == 16384
+    assert prod.describe.platform_subset == 5000 and prod.ray.spill_dir == "data/ray-spill"
 
 
 def test_an_unknown_profile_is_named(tmp_path):
