@@ -40,3 +40,12 @@ def test_ray_still_imports_the_moved_module_which_resolves_only_through_the_shim
     shimmed = in_vllm_venv(f"import sys; sys.path.insert(0, {RUNTIME_ENV['env_vars']['PYTHONPATH']!r}); "
                            f"import sitecustomize; {MOVED}; print(parse_chat_messages_async.__module__)")
     assert shimmed.strip() == "vllm.renderers.chat_utils"
+
+
+def test_rays_engine_stage_still_builds_vllms_config_without_a_usage_context():
+    """Why production.yaml sizes max_num_seqs and max_num_batched_tokens itself: with no usage context vLLM 0.32
+    falls back to 128 sequences and 2048 batched tokens whatever the GPU. When Ray passes one, revisit them."""
+    stage = REPO / ".venv/lib/python3.11/site-packages/ray/llm/_internal/batch/stages/vllm_engine_stage.py"
+    assert "self._vllm_config = engine_args.create_engine_config()\n" in stage.read_text()
+    fallback = in_vllm_venv("from vllm.config.scheduler import SchedulerConfig as S; print(S.DEFAULT_MAX_NUM_SEQS)")
+    assert fallback.strip() == "128"
