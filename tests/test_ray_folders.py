@@ -27,7 +27,8 @@ print(sum(f.stat().st_size for f in pathlib.Path("spill").rglob("*") if f.is_fil
 
 def test_a_started_cluster_spills_to_spill_dir_and_keeps_its_session_in_temp_dir(tmp_path):
     temp = f"/tmp/sm-{os.getpid()}"  # short: Ray's socket paths under it must stay within 107 bytes
-    env = {**os.environ, "RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES": str(100 * 2**20)}
+    env = {**os.environ, "RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES": str(100 * 2**20),
+           "RAY_local_fs_capacity_threshold": "1.0"}  # spill even on a nearly full test disk (Ray stops at 95 %)
     env.pop("RAY_ADDRESS", None)
     try:
         done = subprocess.run([sys.executable, "-c", SPILL.format(repo=str(REPO), temp=temp)], cwd=tmp_path,
@@ -45,7 +46,7 @@ def test_a_temp_dir_too_long_for_rays_sockets_is_refused_before_ray_starts(tmp_p
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     import ray
 
-    assert not ray.is_initialized()
+    ray.shutdown()  # connect checks the folders of a cluster it starts: none may be running in this process
     with pytest.raises(cluster.UserError, match=r"ray.temp_dir .* is longer than 43 characters"):
         cluster.connect(str(tmp_path / "a-path-that-is-long-enough-to-break-sockets"), "")
     assert not ray.is_initialized()

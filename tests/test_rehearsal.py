@@ -68,7 +68,7 @@ GEMMA_CHAT_TEMPLATE = (
     "<start_of_turn>{{ role }}\n{{ (first_user_prefix if loop.first else '') }}{{ message['content'] | trim }}"
     "<end_of_turn>\n{%- endfor -%}{%- if add_generation_prompt -%}<start_of_turn>model\n{%- endif -%}")
 STAGES = {"demo", "repackage", "sample", "describe", "convert_llm", "label", "balance", "embed", "train", "evaluate",
-          "predict", "audit", "quantify", "map", "report"}
+          "predict", "asked", "audit", "quantify", "map", "report"}
 
 
 def overrides(endpoint: str, tiny_vlm: Path, chat_model: Path, clip: Path) -> dict:
@@ -206,7 +206,7 @@ def test_every_stage_ran_and_counts_reconcile(rehearsal):
     assert ran(rehearsal.logs[1]) == {"demo", "repackage", "sample", "describe"}
     assert ran(rehearsal.logs[2]) == STAGES - {"demo", "repackage", "sample"}  # describe.describer changed
     assert json.loads((repo / "data/models/gemma3-270m/conversion.json").read_text())["converted"] is False
-    for stage in ["sample", "describe", "label", "balance", "embed", "predict", "map"]:
+    for stage in ["sample", "describe", "label", "balance", "embed", "predict", "asked", "map"]:
         groups = in_kept_rejected(metrics(repo / "metrics", stage))
         assert groups, f"metrics/{stage}.json has no in/kept/rejected"
         bad = [g for g in groups if g[1] != g[2] + g[3]]
