@@ -34,8 +34,7 @@ def main(root: str | Path = ".", encoder=None) -> dict:
     p = for_stage("embed", root)
     project = paths.Project(root)
     make_encoder = (lambda: encoder) if encoder is not None else partial(load_encoder, p.embed)  # Ray actors call it
-    if encoder is None:  # on Ray the actors encode: the driver's copy only gives preprocess, dim and provenance
-        encoder = load_encoder(p.embed, device="cpu") if p.embed.executor == "ray" else make_encoder()
+    encoder = make_encoder()  # on Ray only the actors' copies encode: this one stays in CPU memory (ClipEncoder)
 
     sample_dir, embed_dir = project.path(paths.SAMPLE), project.path(paths.EMBED)
     identity = encoder_identity(p.embed)

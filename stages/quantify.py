@@ -28,11 +28,16 @@ from stylemap.model.training_set import split_with_embeddings
 from stylemap.stagespec import for_stage
 
 
-def monthly(project: paths.Project, platform: str, ids: pd.Series, probs: np.ndarray, quantifier, min_images: int,
+def recorded(project: paths.Project, platform: str, ids: pd.Series) -> pd.DataFrame:
+    """What the sample recorded of each predicted image (one read of its shards): when and by which model it was
+    made, in `ids`' order."""
+    facts = shards.read_dir(project.path(paths.SAMPLE, platform), columns=["image_id", "timestamp", "generator"])
+    return facts.drop_duplicates("image_id").set_index("image_id").reindex(ids.to_numpy()).reset_index(drop=True)
+
+
+def monthly(when: pd.Series, probs: np.ndarray, quantifier, min_images: int,
             classes: list[str]) -> tuple[pd.DataFrame, dict]:
     """Style shares by month of creation, where the sample recorded when each image was made."""
-    stamps = shards.read_dir(project.path(paths.SAMPLE, platform), columns=["image_id", "timestamp"])
-    when = ids.map(stamps.drop_duplicates("image_id").set_index("image_id")["timestamp"])
     dated = when.notna().to_numpy()
     months = when[dated].dt.strftime("%Y-%m").reset_index(drop=True)
     frame, small = quantify.by_month(quantifier, probs[dated], months, min_images, classes)
@@ -40,14 +45,12 @@ def monthly(project: paths.Project, platform: str, ids: pd.Series, probs: np.nda
                    "images_in_small_months": small}
 
 
-def by_generator(project: paths.Project, platform: str, ids: pd.Series, probs: np.ndarray, quantifier, default: str,
+def by_generator(platform: str, models: pd.Series, probs: np.ndarray, quantifier, default: str,
                  val_probs: np.ndarray, y: np.ndarray, resamples: list, p, classes: list[str]):
     """Style shares per generating model within a platform (the default method, bootstrap intervals), for models
     with at least `quantify.generator_min_images` images, and their pairwise differences; images of an unknown
     model or a smaller one are counted."""
     q = p.quantify
-    models = ids.map(shards.read_dir(project.path(paths.SAMPLE, platform), columns=["image_id", "generator"])
-                     .drop_duplicates("image_id").set_index("image_id")["generator"])
     counts = models.value_counts()
     frames, reps, points = [], {}, {}
     for model in sorted(counts.index[counts >= q.generator_min_images]):
@@ -129,15 +132,14 @@ def main(root: str | Path = ".") -> dict:
                                             "confidence": q.confidence}))
             metrics.update({f"{platform}.{method}.{c}": float(v) for c, v in zip(classes, point)})
 
-        trend, trend_metrics = monthly(project, platform, table.column("image_id").to_pandas(), probs, fitted[default],
-                                       q.trend_min_images, classes)
+        facts = recorded(project, platform, table.column("image_id").to_pandas())
+        trend, trend_metrics = monthly(facts["timestamp"], probs, fitted[default], q.trend_min_images, classes)
         trends.append(trend.assign(platform=platform))
         metrics.update({f"{platform}.trend.{k}": v for k, v in trend_metrics.items()})
         metrics.update({f"{platform}.trend.{r.month}.{r.style}": r.share for r in trend.itertuples()})
 
-        frames, diffs, generator_metrics = by_generator(project, platform, table.column("image_id").to_pandas(),
-                                                        probs, fitted[default], default, val_probs, y, resamples, p,
-                                                        classes)
+        frames, diffs, generator_metrics = by_generator(platform, facts["generator"], probs, fitted[default], default,
+                                                        val_probs, y, resamples, p, classes)
         generators += frames
         generator_differences += diffs
         metrics.update(generator_metrics)

@@ -123,11 +123,13 @@ def check_activation(arch: str, tag: str) -> None:
 class ClipEncoder:
     """A frozen open_clip model: image tower for embeddings, text tower for zero-shot."""
 
-    def __init__(self, arch: str, pretrained: str, device: str | None = None):
+    def __init__(self, arch: str, pretrained: str):
         import open_clip  # slow import, only for this backend
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=self.device)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # loaded into CPU memory, moved to `device` at the first encode: a copy that only gives preprocess, dim and
+        # provenance (the Ray driver's, whose actors encode) never takes GPU memory
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
         self.preprocess = Pixels(preprocess)
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(arch)
@@ -138,22 +140,30 @@ class ClipEncoder:
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
+    def _placed(self):
+        """The model on `device`, moved there on first use."""
+        if next(self.model.parameters()).device != self.device:
+            self.model.to(self.device)
+        return self.model
+
     def encode(self, batch) -> np.ndarray:
+        model = self._placed()
         with torch.inference_mode(), self._autocast():
             pixels = torch.as_tensor(np.asarray(batch)).to(self.device, non_blocking=True)
-            out = self.model.encode_image(self.preprocess.normalise(pixels), normalize=True)
+            out = model.encode_image(self.preprocess.normalise(pixels), normalize=True)
         return l2_normalise(out.float().cpu().numpy())
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
+        model = self._placed()
         with torch.inference_mode(), self._autocast():
-            out = self.model.encode_text(self.tokenizer(texts).to(self.device), normalize=True)
+            out = model.encode_text(self.tokenizer(texts).to(self.device), normalize=True)
         return l2_normalise(out.float().cpu().numpy())
 
 
-def load_encoder(e: Embed, device: str | None = None):
+def load_encoder(e: Embed):
     """The one factory from params to encoder (`name`, `dim`, `preprocess`, `encode`, `encode_text`,
-    `provenance`); `device` (open_clip: "cpu", "cuda"; default: CUDA where available) places its model."""
-    return build_encoder(**identity(e), device=device)
+    `provenance`)."""
+    return build_encoder(**identity(e))
 
 
 def identity(e: Embed) -> dict:
@@ -161,8 +171,7 @@ def identity(e: Embed) -> dict:
     return {"backend": e.backend, "arch": e.arch, "pretrained": e.pretrained, "style_blocks": list(e.style_blocks)}
 
 
-def build_encoder(backend: str, arch: str, pretrained: str, style_blocks: list[int] = (), device: str | None = None,
-                  **card):
+def build_encoder(backend: str, arch: str, pretrained: str, style_blocks: list[int] = (), **card):
     """An encoder from its identity, as embed's encoder card (data/embed/encoder.json) records it."""
     if backend == "style_stats":
         encoder = StyleStats()
@@ -177,13 +186,13 @@ def build_encoder(backend: str, arch: str, pretrained: str, style_blocks: list[i
         if not Path(pretrained).is_file():
             raise UserError(f"embed.pretrained: checkpoint file {pretrained} not found")
         try:
-            encoder = ClipEncoder(arch, pretrained, device)
+            encoder = ClipEncoder(arch, pretrained)
         except Exception as err:  # noqa: BLE001 - torch/pickle/safetensors raise many types on a bad file
             raise UserError(f"embed.pretrained: {pretrained} is not a {arch} checkpoint: "
                              f"{type(err).__name__}: {str(err)[:300]}") from None
     else:
         check_activation(arch, pretrained)
-        encoder = ClipEncoder(arch, pretrained, device)  # an open_clip pretrained tag
+        encoder = ClipEncoder(arch, pretrained)  # an open_clip pretrained tag
     if card.get("dim", encoder.dim) != encoder.dim:
         raise UserError(f"encoder {encoder.name} gives {encoder.dim} dimensions, its card says {card['dim']}")
     return encoder
