@@ -10,9 +10,14 @@ class UserError(ValueError):
     """Something the user can fix in params or data; the message names the key or file."""
 
 
+class Unavailable(RuntimeError):
+    """A service the stage reads (the Hub, its CDN) still failed after bounded retries; a rerun resumes. Not a
+    ValueError, so that no reader's parse-error handler can mistake it for bad data."""
+
+
 def run(main: Callable[[], object], stage: str) -> None:
     try:
         main()
-    except UserError as err:
+    except (UserError, Unavailable) as err:
         print(f"stage {stage}: error: {err}", file=sys.stderr)
         sys.exit(2)

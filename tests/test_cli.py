@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,8 +91,8 @@ def test_special_and_oversized_files_are_refused_unread(model_dir, images, tmp_p
     assert "pipe.png: error: refused: not a regular file" in err
     assert "a_sketch.png: error: refused: too large" in err and "photo.jfif: error: refused: too large" in err
     capsys.readouterr()
-    _, skipped = cli.collect([str(tmp_path)])
-    assert jfif not in skipped  # .jfif (JPEG) is an image suffix
+    found, skipped = cli.collect([str(tmp_path)])
+    assert jfif in found and jfif not in [f for f, _ in skipped]  # .jfif (JPEG) is an image suffix
 
 
 @pytest.mark.parametrize("fault", ["card_without_embedding", "truncated_probe", "missing_weights", "missing_calibration"])
@@ -116,3 +119,67 @@ def test_json_into_a_missing_folder_is_an_error_before_any_work(images, tmp_path
     with pytest.raises(SystemExit) as exit_:
         cli.main(["predict", str(images), "--model-dir", str(tmp_path / "nowhere"), "--json", str(tmp_path / "no/out.json")])
     assert exit_.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+# ---------- hostile inputs (issue 24, class 10 and the CLI's text class) ----------
+
+def test_a_file_too_large_for_memory_is_refused_and_the_others_classified(model_dir, images, monkeypatch, capsys):
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "a_sketch.png":
+            raise MemoryError
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert cli.main(["predict", str(images), "--model-dir", str(model_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert "a_sketch.png: error: refused: too large to hold in memory" in err and "b_pixel.webp: " in out
+
+
+def test_an_unlistable_subfolder_is_reported_not_skipped_silently(images, monkeypatch):
+    locked = images / "nested"
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == locked:  # root may list anything: chmod 000 would not lock it in CI
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found, skipped = cli.collect([str(images)])
+    assert (locked, "cannot be listed: Permission denied") in skipped
+    assert images / "nested" / "b_pixel.webp" not in found and images / "a_sketch.png" in found
+
+
+@pytest.mark.parametrize("target", ["folder", "missing_folder", "read_only"])
+def test_an_unwritable_json_target_is_refused_before_any_work(images, tmp_path, capsys, target, monkeypatch):
+    out = {"folder": tmp_path, "missing_folder": tmp_path / "no/out.json", "read_only": tmp_path / "ro.json"}[target]
+    if target == "read_only":
+        out.write_text("")
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != out)  # root writes through chmod
+    with pytest.raises(SystemExit) as stop:  # a model dir that does not exist: refused before it is read
+        cli.main(["predict", str(images), "--model-dir", str(tmp_path / "nowhere"), "--json", str(out)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and re.search(r"--json .+: (is a folder|folder .+ does not exist|is not writable)", err)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this machine")
+def test_a_full_device_as_json_target_is_one_line_and_exit_2(model_dir, images, capsys):
+    assert cli.main(["predict", str(images), "--model-dir", str(model_dir), "--json", "/dev/full"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "stylemap: --json /dev/full: cannot be written: No space left on device" and "Traceback" not in err
+
+
+def test_file_names_that_are_not_utf8_print_escaped_and_reach_the_json(model_dir, images, tmp_path, capsys):
+    """capsys's stdout is strict UTF-8, as a pipe under LANG=C.UTF-8 is: printing the raw name would crash."""
+    latin1 = os.fsdecode(bytes(images / "nested") + b"/caf\xe9.png")
+    shutil.copy(images / "a_sketch.png", latin1)
+    odd = os.fsdecode(bytes(tmp_path) + b"/\xff\xfe.png")  # given as an argument, and missing
+    out = tmp_path / "out.json"
+    assert cli.main(["predict", str(images), odd, "--model-dir", str(model_dir), "--json", str(out)]) == 0
+    printed, err = capsys.readouterr()
+    assert "nested/caf\\xe9.png: " in printed and "\\xff\\xfe.png: error: unreadable" in err
+    results = {r["path"].rpartition("/")[2]: r for r in json.loads(out.read_text())}
+    assert results["caf\\xe9.png"]["styles"] == results["a_sketch.png"]["styles"]  # the same image, classified
+    assert results["\\xff\\xfe.png"]["error"].startswith("unreadable")

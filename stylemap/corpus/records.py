@@ -34,8 +34,8 @@ STORED = {"format": "WEBP", "lossless": True, "method": 0, "quality": 0}  # loss
 
 @dataclass
 class PartTally(Rejects):
-    """A part's outcomes by draw rank: kept rows, rejects (rows carry `rank`), the colour modes converted to RGB
-    among kept images and the platform syntax stripped from prompts (syntax.py)."""
+    """A part's outcomes by draw rank: kept rows, rejects (rows carry `rank`), what was converted among kept rows
+    (colour modes to RGB, timestamps to µs: records._timestamp) and the platform syntax stripped from prompts."""
 
     key: str = "image_name"
     kept_rows: list = field(default_factory=list)  # [rank, image_name]
@@ -119,23 +119,42 @@ def _text(field: str, value) -> str | None:
     return value
 
 
-def row_fields(entry: dict, row) -> dict:
+def row_fields(entry: dict, row, converted: Counter) -> dict:
     """The typed generation fields of one row (the part's own fields first, the table as fallback); FieldError
-    on a bad one."""
+    on a bad one. Lossless conversions made on the way are counted in `converted`."""
     prompt = entry.get("prompt", row.prompt)
     if not _missing(prompt) and not isinstance(prompt, str):
         raise FieldError(f"prompt: {type(prompt).__name__} is not text")
     return {"prompt": _text("prompt", prompt), "cfg": _number("cfg", entry.get("cfg", row.cfg)),
             "seed": _integer("seed", entry.get("seed", row.seed)), "steps": _integer("steps", entry.get("step", row.step)),
-            "sampler": _text("sampler", entry.get("sampler", row.sampler))}
+            "sampler": _text("sampler", entry.get("sampler", row.sampler)), "timestamp": _timestamp(row.timestamp, converted)}
 
 
-def _timestamp(value) -> pd.Timestamp | None:
-    """A UTC timestamp, or None where the corpus has none (or an unparseable one: it only feeds trends)."""
+EPOCH_UNITS = [(1e11, "s"), (1e14, "ms"), (1e17, "us"), (float("inf"), "ns")]  # 1e11 s is the year 5138
+
+
+def _timestamp(value, converted: Counter) -> pd.Timestamp | None:
+    """A UTC timestamp at µs, the sample schema's unit, or None where the corpus has none. A number is epoch
+    seconds, ms, µs or ns by its magnitude, and a finer time is truncated to µs: both counted in `converted`
+    (as `timestamp[epoch <unit>]`, `timestamp[ns]`). FieldError when it is no time at all."""
     if _missing(value):
         return None
-    stamp = pd.to_datetime(value, utc=True, errors="coerce")
-    return None if pd.isna(stamp) else stamp
+    unit = None
+    if isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, bool):
+        unit = next(u for limit, u in EPOCH_UNITS if abs(value) < limit)
+    try:
+        stamp = pd.Timestamp(value, unit=unit, tz="UTC") if unit else pd.Timestamp(value)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime) as err:
+        raise FieldError(f"timestamp: {str(value)[:40]!r} is not a time ({type(err).__name__})") from None
+    if pd.isna(stamp):
+        return None
+    if unit:
+        converted[f"timestamp[epoch {unit}]"] += 1
+    if stamp.nanosecond:
+        converted["timestamp[ns]"] += 1
+        stamp = stamp.floor("us")
+    return stamp
 
 
 def _styles(value) -> list[str] | None:
@@ -156,14 +175,15 @@ def nsfw_reject(row, s: Sample) -> tuple[str, str] | None:
     return None
 
 
-def row_reject(row, entry: dict, s: Sample, syntax: str, stripped: Counter) -> tuple[dict, tuple[str, str] | None]:
+def row_reject(row, entry: dict, s: Sample, syntax: str, stripped: Counter,
+               converted: Counter) -> tuple[dict, tuple[str, str] | None]:
     """A row's typed fields (the part's `entry` first, the table as fallback) and the reason it is rejected before
     its image is read, or None; FieldError on a bad field. The platform's prompt syntax is stripped first."""
     if row.duplicate:
         return {}, ("duplicate_name", "")
     if row.reject:  # known from the table alone (a failed download)
         return {}, (row.reject, row.reject_detail or "")
-    fields = row_fields(entry, row)
+    fields = row_fields(entry, row, converted)
     if fields["prompt"] is not None:
         fields["prompt"] = SYNTAXES[syntax](fields["prompt"], stripped)
     return fields, nsfw_reject(row, s) or prompt_reject(fields["prompt"], fields["cfg"], s)
@@ -174,7 +194,7 @@ def table_keeps(rows: pd.DataFrame, s: Sample, syntax: str) -> int:
     kept = 0
     for row in rows.itertuples():
         try:
-            kept += not row.unaddressable and row_reject(row, {}, s, syntax, Counter())[1] is None
+            kept += not row.unaddressable and row_reject(row, {}, s, syntax, Counter(), Counter())[1] is None
         except FieldError:
             pass
     return kept
@@ -205,9 +225,9 @@ def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, src: Sourc
         if entry is None:
             tally.reject(row.image_name, "not_in_part", f"part {row.part}", rank=row.rank)
             continue
-        stripped: Counter = Counter()
+        stripped, converted = Counter(), Counter()
         try:
-            fields, reason = row_reject(row, entry, s, src.syntax, stripped)
+            fields, reason = row_reject(row, entry, s, src.syntax, stripped, converted)
             model = generator(row, entry, src)
         except FieldError as err:
             tally.reject(row.image_name, "bad_field", str(err), rank=row.rank)
@@ -229,9 +249,10 @@ def sample_part(name: str, part: Part, rows: pd.DataFrame, s: Sample, src: Sourc
             continue
         facts.update(image_nsfw=score, image_nsfw_by="corpus" if corpus_score is not None else SCORER)
         tally.keep(row.rank, row.image_name, mode)
+        tally.converted += [[row.rank, what] for what in sorted(converted)]
         kept.append({"image_id": f"{name}/{row.image_name}", "source": name, "image_name": row.image_name,
                      "part_id": row.part, **fields, "prompt": " ".join(fields["prompt"].split()), **facts,
-                     "timestamp": _timestamp(row.timestamp), "annotated_styles": _styles(row.annotated_styles),
+                     "annotated_styles": _styles(row.annotated_styles),
                      "generator": model})
     return kept, tally
 

@@ -40,7 +40,7 @@ def rank_rows(meta: pd.DataFrame, seed: int, draw: str = "rows") -> pd.DataFrame
     `duplicate` marks an image name ranked before. With `draw: parts` rows no part holds are never drawn."""
     ranked = meta.sample(frac=1, random_state=seed)
     part = pd.to_numeric(ranked["part_id"], errors="coerce")
-    good_part = part.notna() & (part % 1 == 0) & (part >= 0)
+    good_part = part.notna() & (part % 1 == 0) & (part >= 0) & (part < 2**63)  # larger ones would wrap in int64
     good_name = ranked["image_name"].map(lambda v: isinstance(v, str) and v.strip() != "").astype(bool)  # bool when empty too
     ranked = ranked.assign(part=part.where(good_part, -1).astype("int64"),
                            unaddressable=np.select([~good_part, ~good_name], ["bad_part_id", "bad_image_name"], ""))
@@ -113,7 +113,8 @@ def _run_round(r: int, name: str, corpus: Reader, rows: pd.DataFrame, s: Sample,
     tallies = {-1: PartTally()}
     addressable = rows["unaddressable"] == ""
     for row in rows[~addressable].itertuples():
-        tallies[-1].reject(row.image_name, row.unaddressable, f"part_id={row.part_id!r}", rank=row.rank)
+        column = "part_id" if row.unaddressable == "bad_part_id" else "image_name"
+        tallies[-1].reject(row.image_name, row.unaddressable, f"{column}={getattr(row, column)!r}", rank=row.rank)
     bar.update(int((~addressable).sum()))
     futures = {}
     for part_id, part_rows in rows[addressable].groupby("part", sort=False):  # parts in draw order

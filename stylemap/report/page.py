@@ -121,7 +121,9 @@ def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
     adjusted, cc = mine[mine["default"]], mine[mine["method"] == "cc"]
     shift = d.shift[d.shift["platform"] == platform]
     png = d.pngs.get(platform)
-    link = (f'<p><a href="../data/explore/{name}/index.html">interactive map</a></p>' if platform in d.shareable
+    link = (f'<p><a class="map-link" href="../data/explore/{name}/index.html">interactive map</a> <span class="from-disk" '
+            'hidden>(this page was opened from disk, where the map cannot load its data: run <code>stylemap serve</code> '
+            'in the project and open the address it prints)</span></p>' if platform in d.shareable
             else "<p>no interactive map: this corpus's terms forbid sharing per-image data</p>")
     image = (f'<img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="UMAP of {name}">{link}'
              if png else "<p>no map (too few images)</p>")

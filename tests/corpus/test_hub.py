@@ -1,20 +1,22 @@
 """The hf source through a local stand-in for the Hub: range reads keep exactly what a local read keeps and fetch
-little more than the images read; whole parts are deleted once read unless kept."""
+little more than the images read; whole parts are deleted once read unless kept; a stalled or misbehaving server
+is retried a bounded number of times, then stops the stage in one line, and a fault that clears changes nothing."""
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from stylemap import shards
+from stylemap import entry, shards
 from stylemap.corpus import hub
 from stylemap.corpus.sampling import sample_source
 from stylemap.params import Source
 from tests.support.fixtures import make_params
-from tests.support.hub_server import HubServer
+from tests.support.hub_server import FAULTS, HubServer
 
 READ = {"undecodable"}  # rejects whose image was fetched: the corpus's only decode fault
 
@@ -99,3 +101,38 @@ def test_a_stalled_server_is_retried_then_stops_the_stage_with_the_request_named
         with pytest.raises(hub.FetchError, match=r"part-\d+\.zip: bytes \d+-\d+: ReadTimeout"):
             run(hf(server, tmp_path), tmp_path / "hf", n=10)
     assert server.traffic["stalled"] >= 2  # a ranged GET and its one retry (parts in flight stall alike)
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(hub, "READ_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(hub, "RETRIES", 2)
+    monkeypatch.setattr(hub, "WAIT_S", 0.01)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_misbehaving_cdn_is_retried_then_stops_the_stage_with_one_line_and_exit_2(hub_corpus, tmp_path, fault,
+                                                                                   quick_retries, capsys):
+    """No answer but the bytes asked for is kept: each request is tried 1 + RETRIES times, then the stage ends in
+    one line on stderr and exit 2, with no part marker written (nothing is stored as a reject, a rerun resumes)."""
+    root, _ = hub_corpus
+    with HubServer(root, fault=fault) as server, pytest.raises(SystemExit) as stop:
+        entry.run(lambda: run(hf(server, tmp_path), tmp_path / "hf", n=10), "sample")
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.strip() and "img/s" not in line]  # tqdm's bar aside
+    assert stop.value.code == 2 and "Traceback" not in err and len(said) == 1, err
+    assert re.fullmatch(r"stage sample: error: images/part-\d+\.zip: bytes \d+-\d+: .+ \(after 2 retries\)", said[0])
+    assert set(server.tried.values()) == {3} and not list((tmp_path / "hf" / "_parts").glob("*.json"))
+
+
+@pytest.mark.parametrize("fault", ["503", "reset", "short", "offset"])
+def test_a_fault_that_clears_on_retry_leaves_the_sample_as_a_clean_run_makes_it(hub_corpus, tmp_path, fault,
+                                                                              quick_retries):
+    root, _ = hub_corpus
+    with HubServer(root) as server:
+        clean, clean_kept = run(hf(server, tmp_path / "a"), tmp_path / "clean", n=20)
+    with HubServer(root, fault=f"flaky:{fault}") as server:
+        flaky, flaky_kept = run(hf(server, tmp_path / "b"), tmp_path / "flaky", n=20)
+    assert server.traffic["faults"] > 3  # every range's first try failed
+    pd.testing.assert_frame_equal(clean_kept, flaky_kept)
+    assert (flaky.drawn, flaky.tally.counts) == (clean.drawn, clean.tally.counts)

@@ -140,7 +140,7 @@ def test_a_page_without_its_data_says_so(site, where):
     page.goto((root / "p/index.html").as_uri() if where == "file" else f"{url}/broken/index.html")
     page.wait_for_selector("#status.error", timeout=10_000)
     message = page.text_content("#status")
-    assert "could not be shown" in message and "http.server" in message
+    assert "could not be shown" in message and "stylemap serve" in message
     if where == "broken":
         assert "xy.f32 holds 25 values, expected 6000" in message
     assert "explorer:" in attribute(page, "html", "data-errors")

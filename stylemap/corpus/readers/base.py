@@ -66,9 +66,39 @@ def safe_member_name(name: str) -> bool:
 
 
 def with_row_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with every ROW_COLUMNS column (absent ones as missing, `reject` as ""), in that order."""
+    """`frame` with every ROW_COLUMNS column (absent ones as missing, `reject` as ""), in that order, where text
+    that is not valid UTF-8 (a lone surrogate from JSON, a file named in Latin-1 bytes) makes its row a `bad_text`
+    reject naming the column, with the text escaped: every reader's rows pass here, and Arrow, which every later
+    table goes through, refuses such text for the whole column."""
     out = frame.copy()
     for column in ROW_COLUMNS:
         if column not in out.columns:
             out[column] = "" if column in ("reject", "reject_detail") else None
-    return out[ROW_COLUMNS]
+    out = out[ROW_COLUMNS]
+    for column in ("image_name", "prompt", "sampler", "user_name", "generator", "annotated_styles", "reject_detail"):
+        bad = out[column].map(_not_utf8).astype(bool)
+        if bad.any():
+            fresh = bad & (out["reject"] == "")
+            out.loc[fresh, "reject_detail"] = f"{column}: not valid UTF-8"
+            out.loc[fresh, "reject"] = "bad_text"
+            out.loc[bad, column] = out.loc[bad, column].map(_escaped)
+    return out
+
+
+def _not_utf8(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(map(_not_utf8, value))
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _escaped(value):
+    """Text that cannot be UTF-8, with its lone surrogates written as backslash escapes (a list: each item)."""
+    if isinstance(value, (list, tuple)):
+        return [_escaped(v) for v in value]
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value

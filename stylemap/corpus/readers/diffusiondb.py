@@ -12,6 +12,7 @@ import json
 import zipfile
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -33,16 +34,16 @@ class Corpus:
         self.root = Path(src.path)
 
     @cached_property
-    def _files(self) -> list[Path]:
-        """Every file of a local corpus, walked once."""
-        return sorted(p for p in self.root.rglob("*") if p.is_file())
+    def _files(self) -> list[str]:
+        """Every file of a local corpus, walked once (through links to folders: `images/` may be one)."""
+        return local.walk(self.root, follow_links=True)
 
     def unexpected_files(self, part_ids) -> int:
         """Files of a local corpus outside the layout (stray copies, notes): ignored, and counted."""
         if self.src.kind != "local":
             return 0
-        expected = {self.root / self.metadata_name, *(self.root / self.part_path(int(i)) for i in part_ids)}
-        return sum(p not in expected for p in self._files)
+        expected = {self.metadata_name, *(self.part_path(int(i)) for i in part_ids)}
+        return sum(rel not in expected for rel in self._files)
 
     @property
     def metadata_name(self) -> str:
@@ -60,28 +61,30 @@ class Corpus:
 
         url = hf_hub_url(self.src.path, self.metadata_name, repo_type="dataset", revision=self.src.revision,
                          endpoint=self.src.endpoint or None)
-        return get_hf_file_metadata(url, retry_on_errors=True).commit_hash
+        return hub.ask(self.metadata_name, get_hf_file_metadata, url, retry_on_errors=True).commit_hash
 
     def identity(self) -> str:
         """What the corpus holds, for resume fingerprints: every local file's path, size and mtime (a changed
         corpus must not resume from shards of the old one); on the Hub, the commit of the dataset revision."""
         if self.src.kind != "local":
             return f"{self.src.path}@{self._commit}"
-        return local.identity(self.root, [p.relative_to(self.root).as_posix() for p in self._files])
+        return local.identity(self.root, self._files)
 
     def metadata(self) -> pd.DataFrame:
         name = self.metadata_name
         if self.src.kind == "local":
-            path = self.root / name
+            folder = self.root
         else:
             path, _ = hub.download(self.src.path, name, self._commit, self.src.endpoint or None, self.src.cache_dir,
                                    keep=True)
-        if path is None or not path.is_file():
-            raise CorpusError(f"{self.root}: {name} not found")
-        try:
-            meta = pd.read_parquet(path)
-        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-            raise CorpusError(f"{path}: not a readable parquet file: {type(err).__name__}: {err}") from None
+            if path is None:
+                raise CorpusError(f"{self.src.path}: {name} not found on the Hub")
+            folder, name = path.resolve().parent, path.resolve().name  # the cache's blob, which the snapshot links
+        with local.open_file(folder, name, local.MAX_TABLE_BYTES) as f:
+            try:
+                meta = pd.read_parquet(f)
+            except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+                raise CorpusError(f"{folder / name}: not a readable parquet file: {type(err).__name__}: {err}") from None
         missing = [c for c in METADATA_COLUMNS if c not in meta.columns]
         if missing:
             raise CorpusError(f"{path}: missing DiffusionDB columns {missing}")
@@ -92,14 +95,14 @@ class Corpus:
         deleted when the part is closed unless `keep_parts`."""
         relpath = self.part_path(part_id)
         if self.src.kind == "local":
-            path = self.root / relpath
-            return ZipPart.open(path if path.is_file() else None, part_id, max_bytes)
+            return ZipPart.open(local.open_file(self.root, relpath), part_id, max_bytes)
         endpoint = self.src.endpoint or None
         if self.src.draw == "parts":
             path, drop = hub.download(self.src.path, relpath, self._commit, endpoint, self.src.cache_dir,
                                       self.src.keep_parts)
             try:
-                return ZipPart.open(path, part_id, max_bytes, drop)
+                return ZipPart.open(path and local.open_file(path.resolve().parent, path.resolve().name), part_id,
+                                    max_bytes, drop)
             except CorpusError:
                 drop()
                 raise
@@ -115,21 +118,23 @@ class ZipPart:
         self.zf, self.entries, self.on_close = zf, entries, on_close
 
     @classmethod
-    def open(cls, source: Path | hub.RangeFile | None, part_id: int, max_bytes: int, on_close=None) -> ZipPart:
-        """Open a part zip (a path or a RangeFile) and its JSON; CorpusError naming the file when either is
-        missing or broken."""
+    def open(cls, source: BinaryIO | hub.RangeFile | None, part_id: int, max_bytes: int, on_close=None) -> ZipPart:
+        """Open a part zip (an open file or a RangeFile; the part closes it) and its JSON; CorpusError naming the
+        file when either is missing or broken."""
         name = f"part-{part_id:06d}"
         if source is None:
             raise CorpusError(f"{name}.zip not found")
         try:
             zf = zipfile.ZipFile(source)
         except (zipfile.BadZipFile, OSError, ValueError) as err:
+            source.close()
             raise CorpusError(f"{_label(source)}: {type(err).__name__}: {err}") from None
         part = cls(zf, {}, on_close)
         try:
             part.entries = part_entries(zf, name, lambda member: part.read(member, max_bytes))
         except CorpusError as err:
             zf.close()
+            source.close()
             raise CorpusError(f"{_label(source)}: {err}") from None
         return part
 
@@ -151,7 +156,9 @@ class ZipPart:
         return self
 
     def __exit__(self, *exc) -> None:
+        source = self.zf.fp  # a file passed to ZipFile stays open when it closes
         self.zf.close()
+        source.close()
         if self.on_close:
             self.on_close()
 
@@ -178,7 +185,7 @@ def read_member(zf: zipfile.ZipFile, name: str, max_bytes: int) -> bytes:
 
 
 def _label(source) -> str:
-    return str(source.name if isinstance(source, hub.RangeFile) else source)
+    return str(source.name)
 
 
 def part_entries(zf: zipfile.ZipFile, name: str, read) -> dict:

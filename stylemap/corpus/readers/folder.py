@@ -10,9 +10,11 @@ counted rejects only. Prompt rows naming no image, and files that are not images
 """
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import stylemap.corpus.readers.local as local
@@ -21,6 +23,7 @@ from stylemap.params import Source
 
 PART_SIZE = 1000  # images per part, as many as a DiffusionDB part holds
 PROMPT_FILES = ("prompts.csv", "prompts.jsonl")
+NUMERIC_FIELDS = {"seed", "step", "cfg"}  # of local.TABLE_FIELDS
 
 
 class Corpus:
@@ -50,19 +53,16 @@ class Corpus:
                                   f"({' or '.join(PROMPT_FILES)}) holding it")
             return None, pd.DataFrame(columns=["prompt"], index=pd.Index([], name="file_name"))
         path = self.root / found[0]
-        try:
-            if path.suffix == ".csv":
-                table = pd.read_csv(path, dtype={"file_name": str, "prompt": str}, keep_default_na=False, na_values=[""])
-            else:
-                table = pd.read_json(path, lines=True, dtype=False)  # names and prompts kept as written
-        except (OSError, ValueError, UnicodeDecodeError) as err:  # pandas' ParserError is a ValueError
-            raise CorpusError(f"{path}: not readable as {path.suffix[1:]}: {type(err).__name__}: {err}") from None
+        with local.open_file(self.root, found[0], local.MAX_TABLE_BYTES) as f:
+            table = _read_csv(f, path) if path.suffix == ".csv" else _read_jsonl(f, path)
         missing = [c for c in ("file_name", "prompt") if c not in table.columns]
         if missing:
             raise CorpusError(f"{path}: missing columns {missing}")
-        repeated = table["file_name"][table["file_name"].duplicated()].astype(str).unique()
-        if len(repeated):
-            raise CorpusError(f"{path}: {len(repeated)} file names have more than one row, e.g. {list(repeated[:3])}")
+        table["file_name"] = pd.Series([_name(v) for v in table["file_name"]], table.index, dtype=object)
+        repeated = list(dict.fromkeys(table["file_name"][table["file_name"].duplicated()]))
+        if repeated:
+            raise CorpusError(f"{path}: {len(repeated)} file names have more than one row, e.g. "
+                              f"{', '.join(map(ascii, repeated[:3]))}")
         table["generator"] = local.generators(table, self.generator_column, path)
         return found[0], table.set_index("file_name")[["prompt", "generator",
                                                        *[c for c in local.TABLE_FIELDS if c in table.columns]]]
@@ -71,7 +71,8 @@ class Corpus:
         if not self._images:
             raise CorpusError(f"{self.root}: no image files ({', '.join(sorted(local.IMAGE_SUFFIXES))})")
         _, prompts = self._prompts
-        rows = pd.DataFrame({"image_name": self._images, "part_id": [i // PART_SIZE for i in range(len(self._images))]})
+        rows = pd.DataFrame({"image_name": pd.Series(self._images, dtype=object),
+                             "part_id": [i // PART_SIZE for i in range(len(self._images))]})
         rows = rows.join(prompts, on="image_name")
         unsafe = ~rows["image_name"].map(safe_member_name)  # a backslash or drive-like name, as a file name on Linux
         rows["reject"] = unsafe.map({True: "bad_image_path", False: ""})
@@ -89,7 +90,52 @@ class Corpus:
         image found is a row, so `part_ids` leaves nothing else out."""
         name, prompts = self._prompts
         images = set(self._images)
-        return len(self._files) - len(images) - (name is not None) + int((~prompts.index.isin(images)).sum())
+        return len(self._files) - len(images) - (name is not None) + sum(f not in images for f in prompts.index)
+
+
+# Both readers keep text as Python objects, and bytes that are not UTF-8 as lone surrogates: one such row is then
+# a bad_text reject (base.with_row_columns), where an Arrow-backed string column would fail the whole file.
+
+def _read_csv(f, path: Path) -> pd.DataFrame:
+    """prompts.csv, every value as written; the numeric generation fields parsed value by value (a bad one stays
+    text, so that only its row is a bad_field reject)."""
+    try:
+        table = pd.read_csv(f, dtype=object, keep_default_na=False, na_values=[""], encoding_errors="surrogateescape")
+    except (OSError, ValueError) as err:  # pandas' ParserError is a ValueError
+        raise CorpusError(f"{path}: not readable as csv: {type(err).__name__}: {err}") from None
+    for column in NUMERIC_FIELDS.intersection(table.columns):
+        table[column] = table[column].map(_number)
+    return table
+
+
+def _read_jsonl(f, path: Path) -> pd.DataFrame:
+    """prompts.jsonl, one object per non-blank line, values typed as JSON types them."""
+    records = []
+    for n, line in enumerate(f.read().decode("utf-8", "surrogateescape").splitlines(), start=1):
+        try:
+            record = json.loads(line) if line.strip() else {}
+        except (ValueError, RecursionError) as err:
+            raise CorpusError(f"{path}: not readable as jsonl: line {n}: {type(err).__name__}: {err}") from None
+        if not isinstance(record, dict):
+            raise CorpusError(f"{path}: not readable as jsonl: line {n} is not a JSON object")
+        records += [record] if record else []
+    return pd.DataFrame(records, dtype=object)
+
+
+def _number(value):
+    """A CSV cell as the int or float it spells, else as written."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            pass
+    return value
+
+
+def _name(value):
+    """A prompts row's file_name: an integer names the file of its digits (lossless); other non-text names no
+    image (the row is counted by `unexpected_files`)."""
+    return str(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
 
 
 class FolderPart:

@@ -23,6 +23,7 @@ import tarfile
 from functools import cached_property
 from itertools import accumulate
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -35,6 +36,7 @@ IMAGE_EXTS = ("jpg", "png", "webp")  # --encode_format: the image's member suffi
 MEMBER_EXTS = {*IMAGE_EXTS, "txt", "json"}
 STATUS_REJECTS = {"failed_to_download": "download_failed", "failed_to_resize": "resize_failed"}
 SHARD = re.compile(r"(\d+)\.parquet")
+INT64_MAX = 2**63 - 1  # part ids are int64
 
 
 class Corpus:
@@ -55,7 +57,7 @@ class Corpus:
         """Shard number -> its name (the table's stem; its zero padding follows --oom_shard_count)."""
         shards: dict[int, str] = {}
         for rel in self._files:
-            if m := SHARD.fullmatch(rel):
+            if (m := SHARD.fullmatch(rel)) and int(m[1]) <= INT64_MAX:  # a larger number is no shard: unexpected
                 if int(m[1]) in shards:
                     raise CorpusError(f"{self.root}: {shards[int(m[1])]}.parquet and {rel} are both shard {int(m[1])}")
                 shards[int(m[1])] = m[1]
@@ -73,13 +75,14 @@ class Corpus:
 
     def _table(self, part_id: int, columns: list[str] | None = None) -> pd.DataFrame:
         path = self.root / f"{self._shards[part_id]}.parquet"
-        try:
-            names = pq.read_schema(path).names
-            if columns is None:
-                columns = [c for c in names if c not in IMAGE_EXTS]
-            table = pq.read_table(path, columns=[c for c in columns if c in names]).to_pandas()
-        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-            raise CorpusError(f"{path}: not a readable parquet file: {type(err).__name__}: {err}") from None
+        with local.open_file(self.root, path.name, local.MAX_TABLE_BYTES) as f:
+            try:
+                names = pq.read_schema(f).names
+                if columns is None:
+                    columns = [c for c in names if c not in IMAGE_EXTS]
+                table = pq.read_table(f, columns=[c for c in columns if c in names]).to_pandas()
+            except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+                raise CorpusError(f"{path}: not a readable parquet file: {type(err).__name__}: {err}") from None
         missing = [c for c in ("key", "status") if c not in table.columns]
         if missing:
             raise CorpusError(f"{path}: missing img2dataset columns {missing}")
@@ -105,9 +108,9 @@ class Corpus:
             raise CorpusError(f"shard {part_id} has no table")
         name = self._shards[part_id]
         if self.layout == "webdataset":
-            return TarPart(self.root / f"{name}.tar")
+            return TarPart(local.open_file(self.root, f"{name}.tar"), name)
         if self.layout == "parquet":
-            return ParquetPart(self.root / f"{name}.parquet")
+            return ParquetPart(local.open_file(self.root, f"{name}.parquet"), name)
         if not (self.root / name).is_dir():
             raise CorpusError(f"{name}/ not found")
         return FilesPart(self.root, name)
@@ -139,9 +142,9 @@ class Corpus:
         """Members of a shard's tar that no row names (their headers only are read; a named member that is not
         a regular file is its row's not_a_file reject instead)."""
         try:
-            with tarfile.open(self.root / f"{shard}.tar", "r:") as tar:
+            with local.open_file(self.root, f"{shard}.tar") as f, tarfile.open(fileobj=f, mode="r:") as tar:
                 return sum(not self._named(shard, m.name) for m in tar)
-        except (tarfile.TarError, OSError, EOFError):
+        except (tarfile.TarError, OSError, EOFError, CorpusError):
             return 0  # an unreadable tar: its drawn rows are part_unreadable rejects already
 
 
@@ -149,6 +152,8 @@ def _verdict(name, status, error) -> tuple[str, str]:
     """(reject reason, detail) a row gets from the table alone; ("", "") for one to read."""
     if isinstance(name, str) and not safe_member_name(name):
         return "bad_image_path", repr(name)
+    if not isinstance(status, str):
+        return "bad_field", f"status: {type(status).__name__} is not text"
     if status != "success":
         detail = error if isinstance(error, str) and error else f"status {status!r}"
         return STATUS_REJECTS.get(status, "download_failed"), detail
@@ -158,15 +163,14 @@ def _verdict(name, status, error) -> tuple[str, str]:
 class TarPart:
     """A webdataset shard: a header index of the tar (no member read), then each drawn member read on demand."""
 
-    def __init__(self, path: Path):
-        if not path.is_file():
-            raise CorpusError(f"{path.name} not found")
+    def __init__(self, file: BinaryIO, shard: str):
+        self.name = f"{shard}.tar"
         try:
-            self.tar = tarfile.open(path, "r:")
+            self.tar = tarfile.open(fileobj=file, mode="r:")
             self.members = {m.name: m for m in self.tar}
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise CorpusError(f"{path}: not a readable tar: {type(err).__name__}: {err}") from None
-        self.name = path.name
+            file.close()
+            raise CorpusError(f"{self.name}: not a readable tar: {type(err).__name__}: {err}") from None
 
     def read(self, key: str, max_bytes: int) -> bytes:
         info = next((self.members[f"{key}.{ext}"] for ext in IMAGE_EXTS if f"{key}.{ext}" in self.members), None)
@@ -189,18 +193,21 @@ class TarPart:
 
     def __exit__(self, *exc) -> None:
         self.tar.close()
+        self.tar.fileobj.close()  # a file passed to tarfile stays open when it closes
 
 
 class ParquetPart:
     """A parquet-format shard: its key column indexed, then one row group's image column in memory at a time
     (img2dataset writes a row group per 100 rows), so a shard is never loaded whole."""
 
-    def __init__(self, path: Path):
+    def __init__(self, file: BinaryIO, shard: str):
+        path = f"{shard}.parquet"
         try:
-            self.file = pq.ParquetFile(path)
+            self.file = pq.ParquetFile(file)
             self.column = next((c for c in IMAGE_EXTS if c in self.file.schema_arrow.names), None)
             keys = self.file.read(columns=["key"]).column("key").to_pylist()
         except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            file.close()
             raise CorpusError(f"{path}: not a readable parquet file: {type(err).__name__}: {err}") from None
         if self.column is None:
             raise CorpusError(f"{path}: no image column ({', '.join(IMAGE_EXTS)}): not the parquet output format")
@@ -210,7 +217,7 @@ class ParquetPart:
         sizes = [self.file.metadata.row_group(g).num_rows for g in range(self.file.num_row_groups)]
         self.starts = [0, *accumulate(sizes)][:-1]
         self.group: tuple[int, list] = (-1, [])
-        self.name = path.name
+        self.name, self.source = path, file
 
     def read(self, key: str, max_bytes: int) -> bytes:
         if key not in self.index:
@@ -225,6 +232,8 @@ class ParquetPart:
         data = self.group[1][row - self.starts[g]].as_py()
         if data is None:
             raise MemberError("image_missing", f"{key} has no {self.column} bytes in {self.name}")
+        if not isinstance(data, bytes):
+            raise MemberError("bad_field", f"{self.column}: {type(data).__name__} is not image bytes")
         if len(data) > max_bytes:
             raise MemberError("member_too_large", f"{len(data)} bytes > sample.max_member_bytes {max_bytes}")
         return data
@@ -237,6 +246,7 @@ class ParquetPart:
 
     def __exit__(self, *exc) -> None:
         self.file.close()
+        self.source.close()
 
 
 class FilesPart:

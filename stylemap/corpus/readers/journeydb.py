@@ -19,6 +19,7 @@ import tarfile
 import zlib
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -31,7 +32,14 @@ IMG_PATH = re.compile(r"(?:\./)?(\d{3})/([^/]+)")  # img_path, relative to imgs/
 SPACING = 4 << 20  # output bytes between kept zlib states (35 KB each): the most a read inflates before its member
 CHUNK = 256 << 10  # bytes per file read and per inflate step: a read overshoots its member by at most this
 GZIP = 31  # zlib wbits for a gzip header and trailer (the trailer's CRC is checked at the end of the stream)
+MAX_RATIO = 100  # output bytes per input byte past SPACING: JPEG tars inflate ~1x, JSON lines ~10x, zeros ~1000x
+MAX_LINE = 1 << 20  # bytes in an annotation line (a real one is ~2 KB); a longer one is a bad_annotation row
 ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
+class Inflation(OSError):
+    """A gzip stream inflates past MAX_RATIO: a bomb, refused before the work it costs (1 GiB of blank lines
+    would take minutes of CPU)."""
 
 
 class Corpus:
@@ -51,17 +59,18 @@ class Corpus:
         return self.split / "imgs" / f"{part_id:03d}.tgz"
 
     @cached_property
-    def _files(self) -> list[Path]:
-        return sorted(p for p in self.split.rglob("*") if p.is_file())
+    def _files(self) -> list[str]:
+        """Every file under the split, through links to folders (`imgs/` may be one)."""
+        return local.walk(self.split, follow_links=True) if self.split.is_dir() else []
 
     def identity(self) -> str:
         """Every file's path, size and mtime under the split: a changed corpus must not resume from old shards."""
-        return local.identity(self.split, [p.relative_to(self.split).as_posix() for p in self._files])
+        return local.identity(self.split, self._files)
 
     def unexpected_files(self, part_ids) -> int:
         """Files in the split folder outside the layout, plus unannotated members of the tgz files opened so far."""
-        expected = {self.annotations, *(self.part_path(int(i)) for i in part_ids)}
-        return sum(p not in expected for p in self._files) + sum(self._strays.values())
+        expected = {ANNOTATIONS[self.src.layout], *(f"imgs/{int(i):03d}.tgz" for i in part_ids)}
+        return sum(rel not in expected for rel in self._files) + sum(self._strays.values())
 
     def metadata(self) -> pd.DataFrame:
         """One row per annotation line, streamed from inside its tgz. A line that is not a JSON object with an
@@ -71,28 +80,31 @@ class Corpus:
         present = [int(p.stem) for p in self.split.glob("imgs/*.tgz") if re.fullmatch(r"\d{3}", p.stem)]
         nowhere = min(present, default=0)
         rows = [_row(n, line, nowhere) for n, line in self._lines()]
-        frame = with_row_columns(pd.DataFrame(rows, columns=["image_name", "part_id", "prompt", "annotated_styles",
-                                                             "reject", "reject_detail"]))
+        frame = pd.DataFrame(rows, columns=["image_name", "part_id", "prompt", "annotated_styles", "reject",
+                                            "reject_detail"], dtype=object)  # text as written: base.with_row_columns
+        frame = with_row_columns(frame.astype({"part_id": "int64"}))
         ok = frame[frame["reject"] == ""]
         self._annotated = {int(pid): set(names) for pid, names in ok.groupby("part_id")["image_name"]}
         return frame
 
     def _lines(self):
-        """(line number, bytes) of every non-blank line of the annotation jsonl, read from its tgz as a stream."""
-        if not self.annotations.is_file():
-            raise CorpusError(f"{self.annotations}: JourneyDB annotation file not found")
+        """(line number, bytes) of every non-blank line of the annotation jsonl, read from its tgz as a stream
+        (bytes None for a line over MAX_LINE: skipped a chunk at a time, never held whole)."""
         found, n = False, 0
+        gz = SeekableGzip(local.open_file(self.split, ANNOTATIONS[self.src.layout], local.MAX_TABLE_BYTES))
         try:
-            with tarfile.open(self.annotations, "r|gz") as tar:
+            with tarfile.open(fileobj=gz, mode="r|") as tar:
                 for member in tar:
                     if member.isfile() and member.name.endswith(".jsonl"):
                         found = True
-                        for line in tar.extractfile(member):
+                        for line in _capped_lines(tar.extractfile(member)):
                             n += 1
-                            if line := line.strip():
+                            if line is None or (line := line.strip()):
                                 yield n, line
         except ARCHIVE_ERRORS as err:
             raise CorpusError(f"{self.annotations}: not a readable tgz: {type(err).__name__}: {err}") from None
+        finally:
+            gz.close()
         if not found:
             raise CorpusError(f"{self.annotations}: holds no .jsonl file")
 
@@ -100,11 +112,9 @@ class Corpus:
         """List imgs/NNN.tgz's members in one pass (CorpusError if it is missing or damaged anywhere, its gzip
         CRC included) and count those no annotation names. Tar headers are the only index: `max_bytes` caps reads."""
         path = self.part_path(part_id)
-        if not path.is_file():
-            raise CorpusError(f"{path}: not found")
         if self._annotated is None:
             self.metadata()
-        gz = SeekableGzip(path)
+        gz = SeekableGzip(local.open_file(self.split, path.relative_to(self.split)))
         try:
             tar = tarfile.TarFile(fileobj=gz)
             members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
@@ -117,8 +127,21 @@ class Corpus:
         return TgzPart(path, tar, members)
 
 
-def _row(n: int, line: bytes, nowhere: int) -> tuple:
+def _capped_lines(stream):
+    """The lines of a binary stream, a line over MAX_LINE bytes as None (its rest read and dropped in chunks)."""
+    while line := stream.readline(MAX_LINE + 1):
+        if len(line) <= MAX_LINE:
+            yield line
+            continue
+        while not line.endswith(b"\n") and (line := stream.readline(CHUNK)):
+            pass
+        yield None
+
+
+def _row(n: int, line: bytes | None, nowhere: int) -> tuple:
     """(image_name, part_id, prompt, annotated_styles, reject, reject_detail) of annotation line n."""
+    if line is None:
+        return f"line-{n}", nowhere, None, None, "bad_annotation", f"line {n}: longer than {MAX_LINE} bytes"
     try:
         entry = json.loads(line)
     except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -180,8 +203,8 @@ class SeekableGzip:
     """A gzip file's decompressed bytes (read, seek, tell for tarfile), with a zlib state kept every SPACING bytes
     of output on the way, so a seek back resumes from the nearest one instead of from the top."""
 
-    def __init__(self, path: Path):
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close(), with the part
+    def __init__(self, file: BinaryIO):
+        self._file = file  # closed by close(), with the part
         self._points = [(0, 0, zlib.decompressobj(GZIP))]  # (output offset, input offset, zlib state), ascending
         self._resume(*self._points[0])
 
@@ -208,6 +231,8 @@ class SeekableGzip:
             self._in += size - len(self._pending)
             if out:
                 self._made += len(out)
+                if self._made > SPACING and self._made > MAX_RATIO * self._in:
+                    raise Inflation(f"inflates to over {MAX_RATIO}x its size: refused as a gzip bomb")
                 if self._made >= self._points[-1][0] + SPACING and not self._z.eof:
                     self._points.append((self._made, self._in, self._z.copy()))
                 return out

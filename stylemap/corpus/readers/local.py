@@ -1,8 +1,10 @@
-"""What the readers of corpora made on this machine (img2dataset output, a folder of images) share.
+"""What the readers of local corpora share: listing, fingerprints, and the one guarded open every file goes through.
 
-Such a corpus is a folder a user filled, so it may hold anything: symlinks out of it, named pipes, stray
-files. Listing never follows a symlink; reading resolves it and refuses a target outside the folder or one
-that is not a regular file, so a hostile link can neither leak a file nor block the stage on a pipe.
+A corpus on disk may hold anything: symlinks out of it, named pipes, stray files, a table too large to load.
+Every file any reader opens, of any format (a table, a part archive, a folder's image), goes through
+`open_inside`: it refuses a target outside the corpus folder, one that is not a regular file, and one too large,
+so a hostile link can neither leak a file nor block the stage on a pipe. Parts and tables are opened by
+`open_file`, which makes a refusal a CorpusError naming the file.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import features
 
@@ -17,6 +20,9 @@ from stylemap.corpus.readers.base import CorpusError, MemberError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff",
                   *([".avif"] if features.check_module("avif") else [])}
+# the `max_bytes` of a table read whole into memory: the largest any supported corpus publishes (DiffusionDB Large's
+# metadata, JourneyDB's train annotations) is ~2 GB
+MAX_TABLE_BYTES = 8 << 30
 # generation fields a user's own table (img2dataset --save_additional_columns, a folder's prompts file) may
 # carry under stylemap's names: sample types and checks them as it does DiffusionDB's (bad ones: bad_field)
 TABLE_FIELDS = ["seed", "step", "cfg", "sampler", "user_name", "timestamp"]
@@ -38,15 +44,22 @@ def is_absent(path: Path) -> bool:
     return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
-def walk(root: Path) -> list[str]:
-    """Relative POSIX paths of every entry under `root` but directories, sorted; symlinks are listed, never
-    followed (a link to a directory is one entry, so nothing outside the folder is walked)."""
+def walk(root: Path, follow_links: bool = False) -> list[str]:
+    """Relative POSIX paths of every entry under `root` but directories, sorted. Without `follow_links` a link is
+    listed, never followed (a link to a directory is one entry), for corpora whose rows are the files listed
+    (folder, img2dataset). With it, links to directories are walked once each, for published layouts read at fixed
+    paths (DiffusionDB, JourneyDB) whose `images/` may be a link: the fingerprint must see the files read through it."""
     def fail(err: OSError):
         raise CorpusError(f"{err.filename}: cannot be listed: {err.strerror}")
 
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=fail):
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=fail, followlinks=follow_links):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link loop, or a second link to one folder
+            dirnames.clear()
+            continue
+        seen.add(real)
+        links = [] if follow_links else [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
         rel = Path(dirpath).relative_to(root)
         found += [(rel / name).as_posix() for name in filenames + links]
     return sorted(found)
@@ -54,19 +67,25 @@ def walk(root: Path) -> list[str]:
 
 def identity(root: Path, files: list[str]) -> str:
     """Every file's path, size and mtime (a link's target's, or the link's own when it dangles), for resume
-    fingerprints: a changed corpus is sampled again, never resumed from shards of the old one."""
+    fingerprints: a changed corpus is sampled again, never resumed from shards of the old one. Paths are relative
+    to the corpus and stats follow links, so a corpus reached through a link has the identity it has without."""
     h = hashlib.sha256()
     for rel in files:
         try:
             st = os.stat(root / rel)
         except OSError:
             st = os.lstat(root / rel)
-        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}\n".encode(errors="surrogateescape"))
     return h.hexdigest()
 
 
-def read_inside(root: Path, rel: str, max_bytes: int) -> bytes:
-    """The bytes of regular file `rel` under `root`, at most `max_bytes`; MemberError naming why not."""
+def open_inside(root: Path, rel: str | Path, max_bytes: int | None = None) -> BinaryIO:
+    """Regular file `rel` under `root`, opened for reading: the one guard every file a reader opens goes through.
+
+    It resolves links and refuses a target outside `root` (a link must not leak a file), anything but a regular
+    file (a named pipe would block the stage until killed, a device never ends) and a file over `max_bytes` (a
+    table read whole must fit in memory); the open itself cannot block, should the file have become a pipe since.
+    Raises MemberError(reason, detail); a part or a table is opened by `open_file`, which makes it a CorpusError."""
     try:
         real = (root / rel).resolve(strict=True)
     except FileNotFoundError:  # absent, or a link to nothing
@@ -77,18 +96,37 @@ def read_inside(root: Path, rel: str, max_bytes: int) -> bytes:
         raise MemberError("bad_image_path", f"{rel} leads outside the corpus folder")
     if not stat.S_ISREG(real.stat().st_mode):  # a pipe, socket, device or folder
         raise MemberError("not_a_file", f"{rel} is not a regular file")
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)  # should it have become a pipe since, the open won't block
+    try:  # should it have become a pipe since, the open won't block, and the check below refuses it
+        f = open(real, "rb", opener=lambda path, flags: os.open(path, flags | os.O_NONBLOCK))  # noqa: SIM115
     except OSError as err:
         raise MemberError("member_unreadable", f"{rel}: {err.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if info.st_size > max_bytes:
-            raise MemberError("member_too_large", f"{info.st_size} bytes > sample.max_member_bytes {max_bytes}")
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        f.close()
+        raise MemberError("not_a_file", f"{rel} is not a regular file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        f.close()
+        raise MemberError("member_too_large", f"{rel}: {info.st_size} bytes > {max_bytes}")
+    os.set_blocking(f.fileno(), True)
+    return f
+
+
+def open_file(root: Path, rel: str | Path, max_bytes: int | None = None) -> BinaryIO:
+    """A part or table file through `open_inside`; CorpusError naming it when refused (its part's rows are then
+    part_unreadable, or the corpus cannot be read). A table, read whole, passes MAX_TABLE_BYTES."""
+    try:
+        return open_inside(root, rel, max_bytes)
+    except MemberError as err:
+        raise CorpusError(f"{root}/{err.detail}") from None
+
+
+def read_inside(root: Path, rel: str, max_bytes: int) -> bytes:
+    """The bytes of regular file `rel` under `root`, at most `max_bytes`; MemberError naming why not."""
+    with open_inside(root, rel, max_bytes) as f:
         try:
             data = f.read(max_bytes + 1)
         except OSError as err:
             raise MemberError("member_unreadable", f"{rel}: {err.strerror}") from None
     if len(data) > max_bytes:
-        raise MemberError("member_too_large", f"grew past sample.max_member_bytes {max_bytes} while read")
+        raise MemberError("member_too_large", f"{rel} grew past {max_bytes} bytes while read")
     return data

@@ -1,7 +1,7 @@
 // The explorer page's script: regl-scatterplot (WebGL) draws every point; this file adds the style filter, the
 // hover card and the prompt search. esbuild bundles it with the library into dist/explorer.js (.ci/setup), and the
 // map stage copies that file beside each page with the data files it writes (stylemap/report/explorer.py).
-// Data is fetched, so the page needs http (python -m http.server); a failed load is shown, never a blank page.
+// Data is fetched, so the page needs http (`stylemap serve`); a failed load is shown, never a blank page.
 import createScatterplot from "regl-scatterplot";
 
 const $ = (id) => document.getElementById(id);
@@ -163,7 +163,7 @@ load().then(start).catch((error) => {
   const status = $("status");
   status.className = "error";
   status.textContent = `The map could not be shown: ${error.message || error}.\n` +
-    "This page fetches its data files, so it needs http: run `python -m http.server -d data/explore` " +
-    "and open http://localhost:8000/<platform>/ (a file:// URL cannot fetch).";
+    "This page fetches its data files, so it needs http: run `stylemap serve` in the project and follow " +
+    "the report's map link (a file:// URL cannot fetch).";
   console.error(`explorer: ${error.message || error}`);
 });
