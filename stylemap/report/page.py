@@ -11,6 +11,7 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -52,18 +53,22 @@ def esc(value) -> str:
     return html.escape(str(value))
 
 
-def shares_svg(adjusted: pd.DataFrame, cc: pd.DataFrame, colors: dict[str, str]) -> str:
-    """Adjusted share per style as a bar with its interval as a whisker, and classify-and-count as a black tick."""
+def shares_svg(adjusted: pd.DataFrame, cc: pd.DataFrame, colors: dict[str, str], explorer: str | None = None) -> str:
+    """Adjusted share per style as a bar with its interval as a whisker, and classify-and-count as a black tick.
+    With the platform's `explorer` page, a style's row links to the map showing that style only."""
     cc_share = dict(zip(cc["style"], cc["share"]))
     rows = []
     for k, r in enumerate(adjusted.sort_values("share", ascending=False).itertuples()):
         y, c = 4 + k * 18, cc_share.get(r.style, 0.0)
-        rows.append(
-            f'<text x="0" y="{y + 11}" font-size="11">{esc(r.style)}</text>'
-            f'<rect x="120" y="{y}" width="{r.share * BAR:.1f}" height="13" fill="{colors.get(r.style, "#888")}"/>'
-            f'<line x1="{120 + r.lo * BAR:.1f}" x2="{120 + r.hi * BAR:.1f}" y1="{y + 6.5}" y2="{y + 6.5}" stroke="#222"/>'
-            f'<rect x="{119 + c * BAR:.1f}" y="{y - 1}" width="2" height="15" fill="#000"/>'
-            f'<text x="{126 + BAR}" y="{y + 11}" font-size="10">{r.share:.1%} [{r.lo:.1%}, {r.hi:.1%}] · CC {c:.1%}</text>')
+        row = (f'<text x="0" y="{y + 11}" font-size="11">{esc(r.style)}</text>'
+               f'<rect x="120" y="{y}" width="{r.share * BAR:.1f}" height="13" fill="{colors.get(r.style, "#888")}"/>'
+               f'<line x1="{120 + r.lo * BAR:.1f}" x2="{120 + r.hi * BAR:.1f}" y1="{y + 6.5}" y2="{y + 6.5}" stroke="#222"/>'
+               f'<rect x="{119 + c * BAR:.1f}" y="{y - 1}" width="2" height="15" fill="#000"/>'
+               f'<text x="{126 + BAR}" y="{y + 11}" font-size="10">{r.share:.1%} [{r.lo:.1%}, {r.hi:.1%}] · CC {c:.1%}</text>')
+        if explorer:
+            row = (f'<a class="style-link" href="{explorer}?styles={quote(r.style)}"><title>{esc(r.style)} on the '
+                   f'map</title><rect x="0" y="{y - 2}" width="500" height="17" fill="transparent"/>{row}</a>')  # whole row
+        rows.append(row)
     return f'<svg width="500" height="{8 + 18 * len(rows)}">{"".join(rows)}</svg>'
 
 
@@ -121,7 +126,8 @@ def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
     adjusted, cc = mine[mine["default"]], mine[mine["method"] == "cc"]
     shift = d.shift[d.shift["platform"] == platform]
     png = d.pngs.get(platform)
-    link = (f'<p><a class="map-link" href="../data/explore/{name}/index.html">interactive map</a> <span class="from-disk" '
+    explorer = f"../data/explore/{name}/index.html" if platform in d.shareable and png else None  # map stage wrote it
+    link = (f'<p><a class="map-link" href="{explorer}">interactive map</a> <span class="from-disk" '
             'hidden>(this page was opened from disk, where the map cannot load its data: run <code>stylemap serve</code> '
             'in the project and open the address it prints)</span></p>' if platform in d.shareable
             else "<p>no interactive map: this corpus's terms forbid sharing per-image data</p>")
@@ -137,7 +143,7 @@ def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
             f"<p>{s[f'{platform}.kept']} images &middot; mean confidence {s[f'{platform}.mean_confidence']:.3f}"
             f" &middot; mean ambiguity {s[f'{platform}.mean_ambiguity']:.3f}</p>"
             f"<h3>style prevalence: {esc(method)} with its {level:.0%} interval; black tick = classify-and-count</h3>"
-            f"{shares_svg(adjusted, cc, colors)}"
+            f"{shares_svg(adjusted, cc, colors, explorer)}"
             f"{trends_svg(d.trends[d.trends['platform'] == platform], colors)}"
             f"{models}{asked}"
             f"<h3>style ambiguity (normalised entropy)</h3>{histogram_svg(d.ambiguity[d.ambiguity['platform'] == platform])}"

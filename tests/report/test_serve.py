@@ -4,6 +4,7 @@ the report opened from disk still shows its tables and figures and says what to 
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import signal
@@ -21,25 +22,25 @@ from PIL import Image
 from stylemap.paths import REPO
 from stylemap.report import browser, explorer, serve
 
-CLASSES = ["oil_painting", "photography", "watercolor"]
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """The repository's plots/report.html, params.yaml (never to be served) and an explorer folder per map link."""
     root = tmp_path_factory.mktemp("project")
     shutil.copytree(REPO / "plots", root / "plots")
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    platforms = re.findall(r'href="\.\./data/explore/([^/]+)/index\.html"', (root / serve.REPORT).read_text())
-    assert platforms, "the committed report links no map"
+    report = (root / serve.REPORT).read_text()
+    platforms = re.findall(r'class="map-link" href="\.\./data/explore/([^/]+)/index\.html"', report)
+    classes = sorted(set(re.findall(r'index\.html\?styles=([a-z_]+)"', report)))
+    assert platforms and len(classes) > 1, "the committed report links no map"
     rng = np.random.default_rng(0)
     for name in platforms:
         xy = rng.normal(size=(500, 2))
         points = pd.DataFrame({"image_id": [f"{name}/{i}" for i in range(500)], "x": xy[:, 0], "y": xy[:, 1],
-                               "top3": [list(rng.permutation(CLASSES)) for _ in range(500)],
+                               "top3": [list(rng.permutation(classes)[:3]) for _ in range(500)],
                                "top3_prob": [[0.6, 0.3, 0.1]] * 500})
         details = pd.DataFrame({"image_id": [f"{name}/0"], "prompt": ["a castle"], "thumb": [None]})
-        explorer.write_explorer(root / "data/explore" / name, points, details, CLASSES, name)
+        explorer.write_explorer(root / "data/explore" / name, points, details, classes, name)
+        (root / f"{name}.top1.json").write_text(json.dumps(pd.Series([t[0] for t in points["top3"]]).value_counts().to_dict()))
     return root, platforms
 
 
@@ -114,4 +115,22 @@ def test_the_reports_map_links_open_drawn_maps_and_from_disk_it_says_what_to_run
         notes = page.locator(".from-disk:visible")
         assert notes.count() == len(platforms) and "stylemap serve" in notes.first.text_content()
         assert page.locator("table").count() > 0 and page.locator("img[src^='data:image/png']").count() > 0
+        page.close()
+
+
+@pytest.mark.skipif(not browser.CHROMIUM.exists(), reason="chromium not installed at /usr/bin/chromium")
+def test_a_styles_bar_opens_the_map_of_that_platform_showing_that_style_only(served, project):
+    root, platforms = project
+    with browser.chromium() as chromium:
+        page = chromium.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(served)
+        bars = page.locator(f'a.style-link[href^="../data/explore/{platforms[0]}/"]')
+        assert bars.count() > 1
+        href = bars.nth(1).get_attribute("href")
+        style = href.rpartition("=")[2]
+        bars.nth(1).click()
+        page.wait_for_selector("body[data-points-drawn]", timeout=30_000)
+        top1 = json.loads((root / f"{platforms[0]}.top1.json").read_text())
+        assert page.get_attribute("body", "data-points-drawn") == str(top1.get(style, 0))
+        assert page.text_content("#status") == f"{top1.get(style, 0)} of 500 points shown"
         page.close()
