@@ -1,9 +1,11 @@
-"""map: a 2-D UMAP of every platform's images coloured by predicted style.
+"""map: one 2-D UMAP of every platform's images together, coloured by predicted style.
 
-Per platform: `data/map/<platform>.parquet` (image_id, x, y, top1), a PNG scatter `plots/map/<platform>.png`
-and an interactive explorer folder `data/explore/<platform>/` (index.html + its data files, DVC-cached, not in
-git; served over http). Per-platform files live in directories because optional platforms may be absent and
-DVC requires every declared out.
+The platforms share one layout (fitted on a sample balanced across them: stylemap/report/layout.py), so a region
+means the same thing on every platform's map. Per platform, in that layout: `data/map/<platform>.parquet`
+(image_id, x, y, top1), a PNG scatter `plots/map/<platform>.png` drawn on the same axes as the others, and an
+interactive explorer folder `data/explore/<platform>/` (index.html + its data files, DVC-cached, not in git; served
+by `stylemap serve`) framed by the whole map's bounds. Per-platform files live in directories because optional
+platforms may be absent and DVC requires every declared out.
 """
 from __future__ import annotations
 
@@ -17,39 +19,37 @@ from stylemap.files import write_json
 from stylemap.model.probe import load_classes
 from stylemap.rejects import Rejects
 from stylemap.report.explorer import DETAIL_POINTS, draw_order, read_details, write_explorer
-from stylemap.report.layout import embedding_batches, layout
+from stylemap.report.layout import concatenated, embedding_batches, layout
 from stylemap.report.render import scatter_png
 from stylemap.stagespec import for_stage
 
 MIN_POINTS = 3  # UMAP needs at least 2 neighbours per point; smaller platforms are counted as rejected
 
 
-def map_platform(p, project: paths.Project, platform: str, classes: list[str]) -> dict:
-    """UMAP, parquet, PNG and explorer of one platform; returns its metrics."""
-    pred = pd.read_parquet(project.path(paths.PREDICT, f"{platform}.parquet"),
-                           columns=["image_id", "top1", "top3", "top3_prob"])
-    metrics = {f"{platform}.absent": False}
-    if len(pred) < MIN_POINTS:
-        tally = Rejects()
-        tally.count("too_few_points", len(pred))
-        return {**metrics, **tally.report(len(pred), platform)}
-    batches = embedding_batches(shards.shard_files(project.path(paths.EMBED, platform)), pd.Index(pred["image_id"]))
-    coords, fit = layout(batches, len(pred), n_neighbors=p.map.n_neighbors, min_dist=p.map.min_dist,
-                         fit_sample=p.map.fit_sample, seed=p.seed, backend=p.map.umap,
-                         parallel=p.map.parallel, desc=f"map {platform}")
-    points = pred.assign(x=coords[:, 0], y=coords[:, 1])
-    schemas.write("map", points[["image_id", "x", "y", "top1"]], project.path(paths.MAP, f"{platform}.parquet"))
-    scatter_png(points, classes, f"{platform}: {len(points)} images (UMAP, fit on {fit['fit']})",
-                project.path(paths.MAP_PNG, f"{platform}.png"), p.seed)
+def shared_layout(p, project: paths.Project, preds: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict]:
+    """Every platform's predictions with x, y in one layout, and its fit statistics."""
+    points = pd.concat([pred.assign(platform=name) for name, pred in preds.items()], ignore_index=True)
+    batches = concatenated([(embedding_batches(shards.shard_files(project.path(paths.EMBED, name)),
+                                               pd.Index(pred["image_id"])), len(pred)) for name, pred in preds.items()])
+    coords, fit = layout(batches, len(points), n_neighbors=p.map.n_neighbors, min_dist=p.map.min_dist,
+                         fit_sample=p.map.fit_sample, seed=p.seed, backend=p.map.umap, parallel=p.map.parallel,
+                         desc=f"map {'+'.join(preds)}", groups=points["platform"].to_numpy())
+    return points.assign(x=coords[:, 0], y=coords[:, 1]), fit
 
-    metrics.update({**Rejects(kept=len(points)).report(len(pred), platform), f"{platform}.fit": fit["fit"],
-                    f"{platform}.transformed": fit["transformed"], f"{platform}.trustworthiness": fit["trustworthiness"],
-                    f"{platform}.explorer_withheld": not p.sources[platform].redistribute})
+
+def map_platform(p, project: paths.Project, platform: str, points: pd.DataFrame, classes: list[str],
+                 whole: pd.DataFrame) -> dict:
+    """Parquet, PNG and explorer of one platform's points of the shared layout (`whole`); returns its metrics."""
+    schemas.write("map", points[["image_id", "x", "y", "top1"]], project.path(paths.MAP, f"{platform}.parquet"))
+    scatter_png(points, classes, f"{platform}: {len(points)} images on one UMAP of all platforms (grey: the others)",
+                project.path(paths.MAP_PNG, f"{platform}.png"), p.seed, whole)
+    bounds = [float(whole["x"].min()), float(whole["x"].max()), float(whole["y"].min()), float(whole["y"].max())]
+    metrics = {f"{platform}.explorer_withheld": not p.sources[platform].redistribute}
     if p.sources[platform].redistribute:  # the explorer carries per-image rows, prompts and thumbnails
-        shown = draw_order(points, p.seed)
+        shown = draw_order(points.reset_index(drop=True), p.seed)
         details = read_details(shards.shard_files(project.path(paths.SAMPLE, platform)),
                                set(shown["image_id"].iloc[:DETAIL_POINTS]))
-        counts = write_explorer(project.path(paths.EXPLORE, platform), shown, details, classes, platform)
+        counts = write_explorer(project.path(paths.EXPLORE, platform), shown, details, classes, platform, bounds)
         metrics.update({f"{platform}.{k}": v for k, v in counts.items()})
     return metrics
 
@@ -62,11 +62,26 @@ def main(root: str | Path = ".") -> dict:
         shutil.rmtree(project.path(out), ignore_errors=True)  # no stale file of a platform that is now absent
         project.path(out).mkdir(parents=True)
     metrics: dict = {}
+    preds = {}
     for platform in p.platforms:
-        if not project.path(paths.PREDICT, f"{platform}.parquet").exists():
-            metrics[f"{platform}.absent"] = True
-            continue
-        metrics.update(map_platform(p, project, platform, classes))
+        path = project.path(paths.PREDICT, f"{platform}.parquet")
+        metrics[f"{platform}.absent"] = not path.exists()
+        if path.exists():
+            preds[platform] = pd.read_parquet(path, columns=["image_id", "top1", "top3", "top3_prob"])
+    for platform, pred in list(preds.items()):
+        if len(pred) < MIN_POINTS:
+            tally = Rejects()
+            tally.count("too_few_points", len(pred))
+            metrics.update(tally.report(len(pred), platform))
+            del preds[platform]
+    if preds:
+        points, fit = shared_layout(p, project, preds)
+        metrics.update({"fit": fit["fit"], "transformed": fit["transformed"], "trustworthiness": fit["trustworthiness"]})
+        for platform, mine in points.groupby("platform", sort=False):
+            metrics.update({**Rejects(kept=len(mine)).report(len(mine), platform),
+                            f"{platform}.fit": fit["fit_by_group"][platform],
+                            f"{platform}.transformed": len(mine) - fit["fit_by_group"][platform]})
+            metrics.update(map_platform(p, project, platform, mine, classes, points[["x", "y"]]))
     write_json(project.metrics("map"), metrics)
     return metrics
 

@@ -54,8 +54,11 @@ def draw_order(points: pd.DataFrame, seed: int) -> pd.DataFrame:
     return points.iloc[np.random.default_rng(seed).permutation(len(points))].reset_index(drop=True)
 
 
-def write_explorer(out: Path, points: pd.DataFrame, details: pd.DataFrame, classes: list[str], platform: str) -> dict:
+def write_explorer(out: Path, points: pd.DataFrame, details: pd.DataFrame, classes: list[str], platform: str,
+                   bounds: list[float] | None = None) -> dict:
     """Write the page, its script and its data files into `out`; returns the counts the map stage reports.
+    `bounds` ([xmin, xmax, ymin, ymax] of the map all platforms share) frames the page, so every platform's page
+    shows the same region at the same place; without them, its own points frame it.
 
     `points`: image_id, x, y, top3, top3_prob, in drawing order (a point's row is its index in the page);
     `details`: image_id, prompt, thumb (JPEG bytes or None) for the points that have them.
@@ -70,7 +73,8 @@ def write_explorer(out: Path, points: pd.DataFrame, details: pd.DataFrame, class
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PAGE, out / "index.html")
     shutil.copyfile(BUNDLE, out / "explorer.js")
-    meta = {"platform": platform, "classes": classes, "colors": style_colors(classes), "n": len(points), "k": top.shape[1]}
+    meta = {"platform": platform, "classes": classes, "colors": style_colors(classes), "n": len(points), "k": top.shape[1],
+            "bounds": bounds}
     (out / "meta.json").write_text(json.dumps(meta))
     (out / "xy.f32").write_bytes(points[["x", "y"]].to_numpy(dtype="<f4").tobytes())
     (out / "top.u8").write_bytes(top.tobytes())

@@ -1,7 +1,9 @@
-"""The 2-D UMAP layout of a platform's embeddings, fitted on a sample and streamed for the rest.
+"""The one 2-D UMAP layout of every platform's embeddings, fitted on a balanced sample and streamed for the rest.
 
-UMAP is fitted on a seeded subsample of at most `map.fit_sample` images and the other images are
-`transform`ed in chunks, so a 300k-image platform costs one fit of fit_sample points plus a linear pass.
+Platforms are compared on one map, so they share one layout: UMAP is fitted on a seeded subsample of at most
+`map.fit_sample` images, balanced across platforms (each gives an equal share, or all its images when it has
+fewer), and every other image is `transform`ed into that space in chunks, so a 300k-image platform costs one fit
+of fit_sample points plus a linear pass, and a large platform cannot pull the layout towards itself.
 Embeddings are streamed from the embed shards twice (fit rows, then the rest): memory holds the fit
 sample, one chunk and the 2-D coordinates. `map.umap` picks umap-learn (CPU) or cuML (GPU, RAPIDS);
 `map.parallel` trades the seeded, reproducible layout for all cores (see `make_umap`).
@@ -53,20 +55,34 @@ def make_umap(n_points: int, n_neighbors: int, min_dist: float, seed: int, *, ba
                 init=init, random_state=None if parallel else seed, **extra)
 
 
-def fit_positions(n: int, fit_sample: int, seed: int) -> np.ndarray:
-    """Sorted row positions UMAP is fitted on: all rows, or a seeded sample of fit_sample rows."""
+def fit_positions(groups: np.ndarray, fit_sample: int, seed: int) -> np.ndarray:
+    """Sorted row positions UMAP is fitted on: all rows, or a seeded sample of fit_sample rows balanced across
+    `groups` (a platform per row): the smallest groups give all their rows where they have fewer than an equal
+    share, and the others split what is left equally."""
+    n = len(groups)
     if n <= fit_sample:
         return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
+    names, sizes = np.unique(groups, return_counts=True)
+    rng, chosen, left = np.random.default_rng(seed), [], fit_sample
+    for k, g in enumerate(np.argsort(sizes, kind="stable")):
+        take = min(int(sizes[g]), left // (len(names) - k))
+        rows = np.flatnonzero(groups == names[g])
+        chosen.append(rows if take == len(rows) else rng.choice(rows, size=take, replace=False))
+        left -= take
+    return np.sort(np.concatenate(chosen))
 
 
 def layout(batches: Batches, n: int, *, n_neighbors: int, min_dist: float, fit_sample: int, seed: int,
-           backend: str = "umap-learn", parallel: bool = False, desc: str = "umap") -> tuple[np.ndarray, dict]:
-    """2-D coordinates [n, 2] for rows 0..n-1 of `batches()` (called once or twice) and fit statistics.
+           backend: str = "umap-learn", parallel: bool = False, desc: str = "umap",
+           groups: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """2-D coordinates [n, 2] for rows 0..n-1 of `batches()` (called once or twice) and fit statistics: rows fitted
+    (`fit`, and per group `fit_by_group`), rows transformed, trustworthiness. `groups` (a platform per row, default
+    one group) balances the fit sample.
 
     The fit sample and the trustworthiness rows are always drawn with `seed`; only a `parallel` UMAP varies.
     """
-    fit_pos = fit_positions(n, fit_sample, seed)
+    groups = np.zeros(n, dtype=int) if groups is None else np.asarray(groups)
+    fit_pos = fit_positions(groups, fit_sample, seed)
     in_fit = np.zeros(n, dtype=bool)
     in_fit[fit_pos] = True
     fit_X = None
@@ -93,7 +109,20 @@ def layout(batches: Batches, n: int, *, n_neighbors: int, min_dist: float, fit_s
     rows = np.sort(np.random.default_rng(seed).permutation(len(fit_pos))[:TRUST_SAMPLE])  # rows of fit_X
     k = min(10, (len(rows) - 1) // 2)
     trust = float(trustworthiness(fit_X[rows], coords[fit_pos[rows]], n_neighbors=k))
-    return coords, {"fit": len(fit_pos), "transformed": n - len(fit_pos), "trustworthiness": trust}
+    by_group = dict(zip(*np.unique(groups[fit_pos], return_counts=True)))
+    return coords, {"fit": len(fit_pos), "transformed": n - len(fit_pos), "trustworthiness": trust,
+                    "fit_by_group": {g: int(c) for g, c in by_group.items()}}
+
+
+def concatenated(parts: list[tuple[Batches, int]]) -> Batches:
+    """One Batches over several (batches, rows) in turn, rows numbered on: a platform's rows after the previous."""
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        offset = 0
+        for part, rows in parts:
+            for pos, X in part():
+                yield pos + offset, X
+            offset += rows
+    return batches
 
 
 def embedding_batches(files: list[Path], image_ids: pd.Index, batch_rows: int = TRANSFORM_CHUNK) -> Batches:

@@ -29,12 +29,18 @@ def style_colors(classes: list[str]) -> list[str]:
     return [matplotlib.colors.to_hex(palette[i]) for i in range(len(classes))]
 
 
-def scatter_png(points: pd.DataFrame, classes: list[str], title: str, path: Path, seed: int) -> None:
-    """Static map coloured by top style; drawn in a seeded random order so no style hides the others."""
+def scatter_png(points: pd.DataFrame, classes: list[str], title: str, path: Path, seed: int,
+                whole: pd.DataFrame | None = None) -> None:
+    """Static map coloured by top style; drawn in a seeded random order so no style hides the others. With `whole`
+    (x, y of the map every platform shares), its points are drawn in grey beneath and frame the axes, so every
+    platform's PNG shows the same region at the same place."""
     colors = dict(zip(classes, style_colors(classes)))
     order = np.random.default_rng(seed).permutation(len(points))
     shown = points.iloc[order]
     fig, ax = plt.subplots(figsize=(9, 7), dpi=110)
+    if whole is not None:
+        ax.scatter(whole["x"], whole["y"], c="#dddddd", s=float(np.clip(4000 / len(whole), 1, 25)), linewidths=0,
+                   rasterized=True)
     ax.scatter(shown["x"], shown["y"], c=[colors[s] for s in shown["top1"]], s=float(np.clip(4000 / max(len(points), 1), 1, 25)),
                alpha=0.75, linewidths=0, rasterized=True)
     counts = points["top1"].value_counts()

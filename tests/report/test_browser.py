@@ -146,3 +146,20 @@ def test_a_page_without_its_data_says_so(site, where):
     assert "explorer:" in attribute(page, "html", "data-errors")
     assert attribute(page, "body", "data-points-drawn") is None
     page.close()
+
+
+def test_pages_framed_by_the_shared_maps_bounds_put_a_point_at_one_place(site, tmp_path):
+    """Two platforms' pages of one layout: the same coordinates land on the same pixel, whatever else each holds."""
+    url, root, chromium, _ = site
+    bounds = [-10.0, 10.0, -10.0, 10.0]
+    for name, others in (("wide", [[-9.0, -9.0], [9.0, 9.0]]), ("narrow", [[1.0, 1.0], [2.0, 1.5]])):
+        xy = np.array([[3.0, -4.0], *others])
+        points = pd.DataFrame({"image_id": [f"{name}/{i}" for i in range(3)], "x": xy[:, 0], "y": xy[:, 1],
+                               "top3": [CLASSES[:3]] * 3, "top3_prob": [[0.7, 0.2, 0.1]] * 3})
+        explorer.write_explorer(root / name, points, points.iloc[:0].assign(prompt=[], thumb=[]), CLASSES, name, bounds)
+    where = {}
+    for name in ("wide", "narrow"):
+        page, _ = open_page(site, f"{name}/index.html")
+        where[name] = page.evaluate("window.explorer.getScreenPosition(0)")
+        page.close()
+    assert where["wide"] == pytest.approx(where["narrow"], abs=0.5)

@@ -48,7 +48,7 @@ def test_layout_fit_sample_plus_transform_is_deterministic_and_keeps_clusters():
     assert coords.shape == (300, 2) and np.isfinite(coords).all()
     assert (stats["fit"], stats["transformed"]) == (120, 180)
     assert stats["trustworthiness"] > 0.8
-    fit = layouts.fit_positions(300, 120, 3)
+    fit = layouts.fit_positions(np.zeros(300), 120, 3)
     rest = np.setdiff1d(np.arange(300), fit)
     # Transformed points land in their own cluster: a 5-NN vote among fitted points recovers the label.
     knn = KNeighborsClassifier(5).fit(coords[fit], labels[fit])
@@ -149,9 +149,10 @@ def test_explorer_folder_carries_every_point_as_binary_arrays(tmp_path):
                            "top3_prob": [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1]]})
     details = pd.DataFrame({"image_id": ["p/1", "elsewhere/9"], "prompt": ["evil </script><script>alert(1)</script>", "x"],
                             "thumb": [None, b"jpeg"]})
-    counts = explorer.write_explorer(tmp_path / "p", points, details, CLASSES, "p")
+    counts = explorer.write_explorer(tmp_path / "p", points, details, CLASSES, "p", [-1.0, 2.0, -3.0, 1.0])
     data = read_folder(tmp_path / "p")
-    assert data["meta"] == {"platform": "p", "classes": CLASSES, "colors": style_colors(CLASSES), "n": 2, "k": 3}
+    assert data["meta"] == {"platform": "p", "classes": CLASSES, "colors": style_colors(CLASSES), "n": 2, "k": 3,
+                            "bounds": [-1.0, 2.0, -3.0, 1.0]}
     np.testing.assert_array_equal(data["xy"], [[0.0, 1.0], [1.5, -2.25]])
     np.testing.assert_array_equal(data["top"], [[0, 2, 3], [2, 0, 3]])
     np.testing.assert_array_equal(data["prob"], [[153, 76, 26], [128, 102, 26]])  # p * 255, rounded
@@ -177,7 +178,7 @@ def write_project_params(root: Path, n_neighbors=5, fit_sample=60, backend="umap
                                                "umap": backend, "parallel": parallel}})
 
 
-def build_project(root: Path, n: int = 150) -> None:
+def build_project(root: Path, n: int = 150, tiny: int = 2) -> None:
     """Probe, embed and sample shards for `demo` (n images, 2 shards) and `tiny` (2 images); horde absent."""
     (root / "data/model").mkdir(parents=True)
     save_file({"weight": 4 * np.eye(4, DIM, dtype=np.float32), "bias": np.zeros(4, np.float32)},
@@ -188,8 +189,8 @@ def build_project(root: Path, n: int = 150) -> None:
     (root / "data/model/model_card.json").write_text(json.dumps({"embedding": embedding}))
     pd.DataFrame({"image_id": [], "aug_seed": [], "label": [], "split": []}) \
         .to_parquet(root / "data/model/split.parquet")  # a stand-in probe: it trained on none of these images
-    for platform, count in (("demo", n), ("tiny", 2)):
-        X, labels = clusters(count, seed=1)
+    for platform, count in (("demo", n), ("tiny", tiny)):
+        X, labels = clusters(count, seed=1 if platform == "demo" else 2)
         ids = [f"{platform}/img{i:04d}.png" for i in range(count)]
         embed = pd.DataFrame({"image_id": ids, "aug_seed": -1, "embedding": list(X)})
         sample = pd.DataFrame({"image_id": ids, "source": platform, "image_name": [i.split("/")[1] for i in ids],
@@ -268,3 +269,34 @@ def test_map_stage_passes_backend_and_parallel_through(mapped, tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "cuml", None)
     with pytest.raises(UserError, match=r"map\.umap: cuml"):
         map_stage.main(root)
+
+
+def test_the_fit_sample_is_balanced_across_platforms():
+    groups = np.array(["big"] * 900 + ["mid"] * 80 + ["small"] * 10)
+    fit = layouts.fit_positions(groups, 120, 0)
+    assert dict(zip(*np.unique(groups[fit], return_counts=True))) == {"big": 55, "mid": 55, "small": 10}
+    assert len(np.unique(fit)) == 120 and np.array_equal(fit, np.sort(fit))
+    np.testing.assert_array_equal(fit, layouts.fit_positions(groups, 120, 0))  # seeded
+    np.testing.assert_array_equal(layouts.fit_positions(groups, 5000, 0), np.arange(len(groups)))
+
+
+def test_platforms_share_one_layout_framed_alike(tmp_path):
+    """Two platforms, one UMAP: the fit is balanced (30 + 30 of 60), each platform's rows are its own, and every
+    explorer page and PNG is framed by the whole map."""
+    root = tmp_path / "project"
+    build_project(root, n=150, tiny=40)
+    write_project_params(root)
+    predict.main(root)
+    metrics = map_stage.main(root)
+    assert (metrics["demo.fit"], metrics["tiny.fit"], metrics["fit"]) == (30, 30, 60)
+    assert (metrics["demo.transformed"], metrics["tiny.transformed"], metrics["transformed"]) == (120, 10, 130)
+    maps = {name: pd.read_parquet(root / f"data/map/{name}.parquet") for name in ("demo", "tiny")}
+    assert [len(m) for m in maps.values()] == [150, 40] and maps["tiny"]["image_id"].str.startswith("tiny/").all()
+    both = pd.concat(maps.values())
+    bounds = [both["x"].min(), both["x"].max(), both["y"].min(), both["y"].max()]
+    for name in maps:
+        assert read_folder(root / f"data/explore/{name}")["meta"]["bounds"] == pytest.approx(bounds, abs=1e-5)
+        assert (root / f"plots/map/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # tiny's images are demo's clusters drawn again: on the shared map they land among demo's points of their style
+    knn = KNeighborsClassifier(5).fit(maps["demo"][["x", "y"]], maps["demo"]["top1"])
+    assert (knn.predict(maps["tiny"][["x", "y"]]) == maps["tiny"]["top1"]).mean() > 0.9

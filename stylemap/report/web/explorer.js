@@ -30,10 +30,11 @@ async function load() {
   return { meta, xy, top, prob, details };
 }
 
-/** The layout centred and scaled into [-1, 1], the coordinates regl-scatterplot draws, aspect ratio kept. */
-function normalised(xy, n) {
-  let xmin = Infinity, xmax = -Infinity, ymin = Infinity, ymax = -Infinity;
-  for (let i = 0; i < n; i++) {
+/** The layout centred and scaled into [-1, 1], the coordinates regl-scatterplot draws, aspect ratio kept; framed
+ *  by `bounds` (the map every platform shares) when given, so each platform's page puts a region at one place. */
+function normalised(xy, n, bounds) {
+  let [xmin, xmax, ymin, ymax] = bounds || [Infinity, -Infinity, Infinity, -Infinity];
+  for (let i = 0; !bounds && i < n; i++) {
     xmin = Math.min(xmin, xy[2 * i]); xmax = Math.max(xmax, xy[2 * i]);
     ymin = Math.min(ymin, xy[2 * i + 1]); ymax = Math.max(ymax, xy[2 * i + 1]);
   }
@@ -63,7 +64,7 @@ async function start({ meta, xy, top, prob, details }) {
   const { n, k, classes, colors } = meta;
   document.title = `stylemap: ${meta.platform}`;
   $("heading").textContent = meta.platform;
-  const { x, y } = normalised(xy, n);
+  const { x, y } = normalised(xy, n, meta.bounds);
   const top1 = new Uint8Array(n), counts = classes.map(() => 0);
   for (let i = 0; i < n; i++) { top1[i] = top[i * k]; counts[top1[i]]++; }
   const detailRow = new Map(details.index.map((i, row) => [i, row]));
