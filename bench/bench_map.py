@@ -64,8 +64,8 @@ def synthetic_points(n: int, seed: int = 0) -> pd.DataFrame:
     names = np.array(STYLES)[np.column_stack([style, others])]
     p1 = rng.uniform(0.4, 0.9, n)
     probs = np.column_stack([p1, (1 - p1) * 0.6, (1 - p1) * 0.3])
-    return pd.DataFrame({"image_id": [f"bench/{i}" for i in range(n)], "x": xy[:, 0], "y": xy[:, 1],
-                         "top3": list(names), "top3_prob": list(probs)})
+    return pd.DataFrame({"image_id": [f"bench/{i}" for i in range(n)], "platform": np.where(style % 2, "a", "b"),
+                         "x": xy[:, 0], "y": xy[:, 1], "top3": list(names), "top3_prob": list(probs)})
 
 
 def synthetic_details(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -87,7 +87,8 @@ def folder_size(folder: Path) -> dict[str, int]:
     """Bytes of the folder: the point arrays, the details (prompts + thumbnails), the page and its script."""
     size = {f.name: f.stat().st_size for f in folder.iterdir() if f.is_file()}
     thumbs = sum(f.stat().st_size for f in (folder / "thumbs").iterdir())
-    return {"points": size["xy.f32"] + size["top.u8"] + size["prob.u8"], "details": size["details.json"] + thumbs,
+    return {"points": size["xy.f32"] + size["top.u8"] + size["prob.u8"] + size["plat.u8"],
+            "details": size["details.json"] + thumbs, "ids": size["ids.json"],
             "page": size["index.html"] + size["explorer.js"] + size["meta.json"], "thumbs": thumbs}
 
 
@@ -114,12 +115,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         points = synthetic_points(args.points)
-        counts = explorer.write_explorer(Path(tmp) / "bench", points, synthetic_details(points), STYLES, "bench")
+        counts = explorer.write_explorer(Path(tmp) / "bench", points, synthetic_details(points), STYLES)
         written = time.perf_counter() - start
         size = folder_size(Path(tmp) / "bench")
         print(f"{counts['explorer_points']:,} points, {counts['explorer_thumbnails']:,} thumbnails: written in {written:.1f} s; "
               f"data {size['points'] / 2**20:.1f} MiB points + {size['details'] / 2**20:.1f} MiB details "
-              f"({size['thumbs'] / 2**20:.1f} MiB thumbnails, fetched on hover only) + {size['page'] / 2**10:.0f} KiB page",
+              f"({size['thumbs'] / 2**20:.1f} MiB thumbnails, fetched on hover only) + {size['page'] / 2**10:.0f} KiB page "
+              f"+ {size['ids'] / 2**20:.1f} MiB ids (fetched on export only)",
               flush=True)
         with browser.serve(Path(tmp)) as url:
             r = measure(f"{url}/bench/index.html", args.frames)

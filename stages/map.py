@@ -2,10 +2,10 @@
 
 The platforms share one layout (fitted on a sample balanced across them: stylemap/report/layout.py), so a region
 means the same thing on every platform's map. Per platform, in that layout: `data/map/<platform>.parquet`
-(image_id, x, y, top1), a PNG scatter `plots/map/<platform>.png` drawn on the same axes as the others, and an
-interactive explorer folder `data/explore/<platform>/` (index.html + its data files, DVC-cached, not in git; served
-by `stylemap serve`) framed by the whole map's bounds. Per-platform files live in directories because optional
-platforms may be absent and DVC requires every declared out.
+(image_id, x, y, top1) and a PNG scatter `plots/map/<platform>.png` over the others in grey. One interactive
+explorer, `data/explore/` (index.html + its data files, DVC-cached, not in git; served by `stylemap serve`), holds
+every platform whose terms allow sharing per-image data; a platform's view is its filter (`?platform=`).
+Per-platform files live in directories because optional platforms may be absent and DVC requires every declared out.
 """
 from __future__ import annotations
 
@@ -38,20 +38,25 @@ def shared_layout(p, project: paths.Project, preds: dict[str, pd.DataFrame]) -> 
 
 
 def map_platform(p, project: paths.Project, platform: str, points: pd.DataFrame, classes: list[str],
-                 whole: pd.DataFrame) -> dict:
-    """Parquet, PNG and explorer of one platform's points of the shared layout (`whole`); returns its metrics."""
+                 whole: pd.DataFrame) -> None:
+    """Parquet and PNG of one platform's points of the shared layout (`whole`)."""
     schemas.write("map", points[["image_id", "x", "y", "top1"]], project.path(paths.MAP, f"{platform}.parquet"))
     scatter_png(points, classes, f"{platform}: {len(points)} images on one UMAP of all platforms (grey: the others)",
                 project.path(paths.MAP_PNG, f"{platform}.png"), p.seed, whole)
-    bounds = [float(whole["x"].min()), float(whole["x"].max()), float(whole["y"].min()), float(whole["y"].max())]
-    metrics = {f"{platform}.explorer_withheld": not p.sources[platform].redistribute}
-    if p.sources[platform].redistribute:  # the explorer carries per-image rows, prompts and thumbnails
-        shown = draw_order(points.reset_index(drop=True), p.seed)
-        details = read_details(shards.shard_files(project.path(paths.SAMPLE, platform)),
-                               set(shown["image_id"].iloc[:DETAIL_POINTS]))
-        counts = write_explorer(project.path(paths.EXPLORE, platform), shown, details, classes, platform, bounds)
-        metrics.update({f"{platform}.{k}": v for k, v in counts.items()})
-    return metrics
+
+
+def explore(p, project: paths.Project, points: pd.DataFrame, classes: list[str]) -> dict:
+    """The one explorer of the platforms whose terms allow sharing per-image rows, prompts and thumbnails, framed
+    by the whole map; returns its counts."""
+    shareable = points[points["platform"].map(lambda name: p.sources[name].redistribute)]
+    if shareable.empty:
+        return {}
+    shown = draw_order(shareable.reset_index(drop=True), p.seed)
+    wanted = shown.groupby("platform", sort=False).head(DETAIL_POINTS)  # a seeded subset of each platform
+    details = pd.concat([read_details(shards.shard_files(project.path(paths.SAMPLE, name)), set(ids))
+                         for name, ids in wanted.groupby("platform", sort=False)["image_id"]], ignore_index=True)
+    bounds = [float(points["x"].min()), float(points["x"].max()), float(points["y"].min()), float(points["y"].max())]
+    return write_explorer(project.path(paths.EXPLORE), shown, details, classes, bounds)
 
 
 def main(root: str | Path = ".") -> dict:
@@ -80,8 +85,10 @@ def main(root: str | Path = ".") -> dict:
         for platform, mine in points.groupby("platform", sort=False):
             metrics.update({**Rejects(kept=len(mine)).report(len(mine), platform),
                             f"{platform}.fit": fit["fit_by_group"][platform],
-                            f"{platform}.transformed": len(mine) - fit["fit_by_group"][platform]})
-            metrics.update(map_platform(p, project, platform, mine, classes, points[["x", "y"]]))
+                            f"{platform}.transformed": len(mine) - fit["fit_by_group"][platform],
+                            f"{platform}.explorer_withheld": not p.sources[platform].redistribute})
+            map_platform(p, project, platform, mine, classes, points[["x", "y"]])
+        metrics.update(explore(p, project, points, classes))
     write_json(project.metrics("map"), metrics)
     return metrics
 

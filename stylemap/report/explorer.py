@@ -1,4 +1,6 @@
-"""The interactive explorer: one static folder per platform that a WebGL map (regl-scatterplot) draws in full.
+"""The interactive explorer: one static folder, the map every shareable platform shares, that a WebGL map
+(regl-scatterplot) draws in full; a platform's view is a filter of it (`?platform=`), points are coloured by style
+or by platform, and a lasso selection is counted and exported.
 
 Why files rather than one page with inline JSON: a point costs 14 bytes as binary arrays the browser hands
 straight to the GPU (x/y float32, top-k class ids and probabilities quantised to uint8), against ~45 as JSON,
@@ -19,7 +21,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from stylemap.corpus import images
-from stylemap.report.render import style_colors
+from stylemap.report.render import platform_colors, style_colors
 
 WEB = Path(__file__).resolve().parent / "web"
 PAGE, BUNDLE = WEB / "index.html", WEB / "dist" / "explorer.js"
@@ -54,13 +56,13 @@ def draw_order(points: pd.DataFrame, seed: int) -> pd.DataFrame:
     return points.iloc[np.random.default_rng(seed).permutation(len(points))].reset_index(drop=True)
 
 
-def write_explorer(out: Path, points: pd.DataFrame, details: pd.DataFrame, classes: list[str], platform: str,
+def write_explorer(out: Path, points: pd.DataFrame, details: pd.DataFrame, classes: list[str],
                    bounds: list[float] | None = None) -> dict:
     """Write the page, its script and its data files into `out`; returns the counts the map stage reports.
-    `bounds` ([xmin, xmax, ymin, ymax] of the map all platforms share) frames the page, so every platform's page
-    shows the same region at the same place; without them, its own points frame it.
+    `bounds` ([xmin, xmax, ymin, ymax] of the whole map, restricted platforms' points included) frame the page;
+    without them, its own points do. `ids.json` (every point's image id) is fetched only to export a selection.
 
-    `points`: image_id, x, y, top3, top3_prob, in drawing order (a point's row is its index in the page);
+    `points`: image_id, platform, x, y, top3, top3_prob, in drawing order (a point's row is its index in the page);
     `details`: image_id, prompt, thumb (JPEG bytes or None) for the points that have them.
     """
     if not BUNDLE.exists():
@@ -73,12 +75,17 @@ def write_explorer(out: Path, points: pd.DataFrame, details: pd.DataFrame, class
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PAGE, out / "index.html")
     shutil.copyfile(BUNDLE, out / "explorer.js")
-    meta = {"platform": platform, "classes": classes, "colors": style_colors(classes), "n": len(points), "k": top.shape[1],
-            "bounds": bounds}
+    platforms = list(dict.fromkeys(points["platform"]))
+    if len(platforms) > 256:
+        raise ValueError(f"{len(platforms)} platforms do not fit the explorer's uint8 platform ids")
+    meta = {"platforms": platforms, "platform_colors": platform_colors(len(platforms)), "classes": classes,
+            "colors": style_colors(classes), "n": len(points), "k": top.shape[1], "bounds": bounds}
     (out / "meta.json").write_text(json.dumps(meta))
     (out / "xy.f32").write_bytes(points[["x", "y"]].to_numpy(dtype="<f4").tobytes())
     (out / "top.u8").write_bytes(top.tobytes())
     (out / "prob.u8").write_bytes(np.rint(np.clip(prob, 0, 1) * 255).astype(np.uint8).tobytes())
+    (out / "plat.u8").write_bytes(points["platform"].map({p: i for i, p in enumerate(platforms)}).to_numpy(np.uint8).tobytes())
+    (out / "ids.json").write_text(json.dumps(points["image_id"].tolist(), separators=(",", ":")))
 
     row = pd.Series(np.arange(len(points)), index=points["image_id"])
     details = details[details["image_id"].isin(row.index)]

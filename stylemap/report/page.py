@@ -55,7 +55,7 @@ def esc(value) -> str:
 
 def shares_svg(adjusted: pd.DataFrame, cc: pd.DataFrame, colors: dict[str, str], explorer: str | None = None) -> str:
     """Adjusted share per style as a bar with its interval as a whisker, and classify-and-count as a black tick.
-    With the platform's `explorer` page, a style's row links to the map showing that style only."""
+    With the platform's `explorer` link, a style's row links to the map showing that style of that platform only."""
     cc_share = dict(zip(cc["style"], cc["share"]))
     rows = []
     for k, r in enumerate(adjusted.sort_values("share", ascending=False).itertuples()):
@@ -66,7 +66,7 @@ def shares_svg(adjusted: pd.DataFrame, cc: pd.DataFrame, colors: dict[str, str],
                f'<rect x="{119 + c * BAR:.1f}" y="{y - 1}" width="2" height="15" fill="#000"/>'
                f'<text x="{126 + BAR}" y="{y + 11}" font-size="10">{r.share:.1%} [{r.lo:.1%}, {r.hi:.1%}] · CC {c:.1%}</text>')
         if explorer:
-            row = (f'<a class="style-link" href="{explorer}?styles={quote(r.style)}"><title>{esc(r.style)} on the '
+            row = (f'<a class="style-link" href="{explorer}&amp;styles={quote(r.style)}"><title>{esc(r.style)} on the '
                    f'map</title><rect x="0" y="{y - 2}" width="500" height="17" fill="transparent"/>{row}</a>')  # whole row
         rows.append(row)
     return f'<svg width="500" height="{8 + 18 * len(rows)}">{"".join(rows)}</svg>'
@@ -126,7 +126,7 @@ def platform_section(platform: str, d: Inputs, colors: dict[str, str]) -> str:
     adjusted, cc = mine[mine["default"]], mine[mine["method"] == "cc"]
     shift = d.shift[d.shift["platform"] == platform]
     png = d.pngs.get(platform)
-    explorer = f"../data/explore/{name}/index.html" if platform in d.shareable and png else None  # map stage wrote it
+    explorer = f"../data/explore/index.html?platform={quote(platform)}" if platform in d.shareable and png else None
     link = (f'<p><a class="map-link" href="{explorer}">interactive map</a> <span class="from-disk" '
             'hidden>(this page was opened from disk, where the map cannot load its data: run <code>stylemap serve</code> '
             'in the project and open the address it prints)</span></p>' if platform in d.shareable

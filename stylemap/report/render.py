@@ -29,6 +29,12 @@ def style_colors(classes: list[str]) -> list[str]:
     return [matplotlib.colors.to_hex(palette[i]) for i in range(len(classes))]
 
 
+def platform_colors(n: int) -> list[str]:
+    """One colour per platform, from a palette unlike the styles' (Dark2, then Set1), for colouring by platform."""
+    palette = [*plt.get_cmap("Dark2").colors, *plt.get_cmap("Set1").colors]
+    return [matplotlib.colors.to_hex(palette[i % len(palette)]) for i in range(n)]
+
+
 def scatter_png(points: pd.DataFrame, classes: list[str], title: str, path: Path, seed: int,
                 whole: pd.DataFrame | None = None) -> None:
     """Static map coloured by top style; drawn in a seeded random order so no style hides the others. With `whole`

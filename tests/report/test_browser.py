@@ -1,4 +1,5 @@
-"""The explorer in a real headless browser over http: every point drawn, style filter, hover card, prompt search.
+"""The explorer in a real headless browser over http: every point drawn, style and platform filters, colouring by
+platform, hover card, prompt search, a lasso selection counted and exported.
 
 Playwright drives Debian's chromium at /usr/bin/chromium (installed by .ci/setup; skipped without it), and the
 folders are served by python's http.server, as a user serves data/explore. The page records uncaught errors and
@@ -15,7 +16,7 @@ import pytest
 from PIL import Image
 
 from stylemap.report import browser, explorer
-from stylemap.report.render import style_colors
+from stylemap.report.render import platform_colors, style_colors
 
 pytestmark = pytest.mark.skipif(not browser.CHROMIUM.exists(), reason="chromium not installed at /usr/bin/chromium")
 CLASSES = ["anime", "oil_painting", "photo", "pixel_art", "watercolor"]
@@ -30,16 +31,18 @@ def site(tmp_path_factory):
     rng = np.random.default_rng(0)
     xy = rng.normal(size=(N, 2))
     xy[7] = (6, 6)  # alone in a corner, so hovering it finds no other point
-    points = pd.DataFrame({"image_id": [f"p/{i}" for i in range(N)], "x": xy[:, 0], "y": xy[:, 1],
+    platforms = np.where(np.arange(N) < N // 3, "left", "right")  # two platforms: 1000 and 2000 points
+    points = pd.DataFrame({"image_id": [f"{q}/{i}" for q, i in zip(platforms, range(N))], "platform": platforms,
+                           "x": xy[:, 0], "y": xy[:, 1],
                            "top3": [list(rng.permutation(CLASSES)[:3]) for _ in range(N)],
                            "top3_prob": [[0.7, 0.2, 0.1]] * N})
     buf = io.BytesIO()
     Image.new("RGB", (200, 150), (30, 120, 200)).save(buf, format="PNG")
-    details = pd.DataFrame({"image_id": ["p/7", "p/8", "p/9", "p/10"],
+    details = pd.DataFrame({"image_id": ["left/7", "left/8", "left/9", "left/10"],
                             "prompt": [PROMPT, "Castle on a hill", "sand castle", "a river"],
                             "thumb": [explorer.thumbnail_jpeg(buf.getvalue()), None, None, None]})
     root = tmp_path_factory.mktemp("explore")
-    explorer.write_explorer(root / "p", points, details, CLASSES, "p")
+    explorer.write_explorer(root / "p", points, details, CLASSES)
     shutil.copytree(root / "p", root / "broken")
     (root / "broken/xy.f32").write_bytes((root / "p/xy.f32").read_bytes()[:100])
     with browser.serve(root) as url, browser.chromium() as chromium:
@@ -93,7 +96,7 @@ def test_style_filter_hides_styles(site):
     pixels = colour_pixels(page)
     assert pixels["anime"] > 0 and pixels["photo"] > 0
     assert pixels["oil_painting"] == pixels["pixel_art"] == pixels["watercolor"] == 0
-    page.uncheck("#filters input[data-class='2']")  # photo, from the legend
+    page.uncheck("#filters input[data-index='2']")  # photo, from the legend
     page.wait_for_function(f"document.body.dataset.pointsDrawn === '{top1_count(points, {'anime'})}'")
     assert colour_pixels(page)["photo"] == 0
     assert attribute(page, "html", "data-errors") == ""
@@ -113,7 +116,7 @@ def test_hover_shows_thumbnail_prompt_and_top3(site):
     assert PROMPT in text and "&lt;b&gt;" in card.inner_html()  # shown as text, never as HTML
     for style, prob in zip(points.loc[7, "top3"], ("0.70", "0.20", "0.10")):
         assert f"{style} {prob}" in text
-    assert "p/7" in text
+    assert "left · left/7" in text
     page.wait_for_function("document.querySelector('#card img').naturalWidth > 0")
     assert page.get_attribute("#card img", "src") == "thumbs/7.jpg"
     assert [r for r in requests if "/thumbs/" in r] == [f"{site[0]}/p/thumbs/7.jpg"]
@@ -154,12 +157,68 @@ def test_pages_framed_by_the_shared_maps_bounds_put_a_point_at_one_place(site, t
     bounds = [-10.0, 10.0, -10.0, 10.0]
     for name, others in (("wide", [[-9.0, -9.0], [9.0, 9.0]]), ("narrow", [[1.0, 1.0], [2.0, 1.5]])):
         xy = np.array([[3.0, -4.0], *others])
-        points = pd.DataFrame({"image_id": [f"{name}/{i}" for i in range(3)], "x": xy[:, 0], "y": xy[:, 1],
+        points = pd.DataFrame({"image_id": [f"{name}/{i}" for i in range(3)], "platform": name, "x": xy[:, 0], "y": xy[:, 1],
                                "top3": [CLASSES[:3]] * 3, "top3_prob": [[0.7, 0.2, 0.1]] * 3})
-        explorer.write_explorer(root / name, points, points.iloc[:0].assign(prompt=[], thumb=[]), CLASSES, name, bounds)
+        explorer.write_explorer(root / name, points, points.iloc[:0].assign(prompt=[], thumb=[]), CLASSES, bounds)
     where = {}
     for name in ("wide", "narrow"):
         page, _ = open_page(site, f"{name}/index.html")
         where[name] = page.evaluate("window.explorer.getScreenPosition(0)")
         page.close()
     assert where["wide"] == pytest.approx(where["narrow"], abs=0.5)
+
+
+def test_a_platforms_view_is_a_filter_of_the_one_map_and_colours_can_follow_platforms(site):
+    points = site[3]
+    page, _ = open_page(site, "p/index.html?platform=right")
+    assert attribute(page, "body", "data-points-drawn") == "2000" and page.text_content("#heading") == "right"
+    assert page.locator("#platforms input:checked").count() == 1
+    page.close()
+    page, _ = open_page(site, "p/index.html?color=platform")
+    assert attribute(page, "body", "data-color-by") == "platform"
+    image = np.asarray(Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB")).reshape(-1, 3)
+    packed = image[:, 0].astype(np.int64) << 16 | image[:, 1].astype(np.int64) << 8 | image[:, 2]
+    by_platform = [int((packed == int(c[1:], 16)).sum()) for c in platform_colors(2)]
+    assert all(count > 0 for count in by_platform) and sum(colour_pixels(page).values()) == 0
+    page.select_option("#colorby", "style")
+    assert all(count > 0 for count in colour_pixels(page).values())
+    page.close()
+
+
+def normalised(points: pd.DataFrame) -> np.ndarray:
+    """The points as the page draws them: centred and scaled into [-1, 1] by their own bounds, aspect kept."""
+    xy = points[["x", "y"]].to_numpy(np.float32)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    half = max(hi - lo) / 2 * 1.05
+    return (xy - (lo + hi) / 2) / half
+
+
+def test_a_lasso_selection_is_counted_compared_and_exported(site, tmp_path):
+    """A box lasso over the right half of the map: its size, style shares beside those of its platforms' shown
+    points, its platform mix, and a CSV of exactly its rows."""
+    points = site[3]
+    inside = np.flatnonzero(normalised(points)[:, 0] > 0.2)
+    page, _ = open_page(site, "p/index.html")
+    page.evaluate("explorer.lassoSelect([[0.2, -1.2], [1.2, -1.2], [1.2, 1.2], [0.2, 1.2]], {isGl: true})")
+    page.wait_for_selector("body[data-selected]:not([data-selected='0'])", timeout=5_000)
+    assert attribute(page, "body", "data-selected") == str(len(inside))
+    panel = page.inner_text("#selection")
+    assert f"{len(inside)} selected" in panel
+    top1 = points["top3"].map(lambda t: t[0])
+    for style in CLASSES:
+        share = (top1.iloc[inside] == style).mean()
+        assert f"{style}\t{100 * share:.1f}%\t{100 * (top1 == style).mean():.1f}%" in panel  # both platforms are in it
+    mix = points["platform"].iloc[inside].value_counts()
+    assert all(f"{name}\t{count}" in panel for name, count in mix.items())
+    with page.expect_download() as download:
+        page.click("#export")
+    path = tmp_path / "selection.csv"
+    download.value.save_as(path)
+    rows = pd.read_csv(path, keep_default_na=False)
+    assert sorted(rows["image_id"]) == sorted(points["image_id"].iloc[inside])
+    assert rows.columns.tolist() == ["image_id", "platform", "style_1", "prob_1", "style_2", "prob_2", "style_3",
+                                     "prob_3", "prompt"]
+    by_id = points.set_index("image_id")
+    for r in rows.head(50).itertuples():
+        assert (r.platform, r.style_1, r.prob_1) == (by_id.at[r.image_id, "platform"], by_id.at[r.image_id, "top3"][0], round(178 / 255, 3))  # 0.7 as uint8
+    page.close()

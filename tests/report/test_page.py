@@ -97,8 +97,8 @@ def test_map_png_is_inlined_with_a_link_to_the_explorer(tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
     page = report_html(inputs(pngs={"a": png}))
     assert "data:image/png;base64,iVBORw0KGgpmYWtl" in section(page, "a")
-    assert 'href="../data/explore/a/index.html"' in section(page, "a")
-    assert "no map (too few images)" in section(page, "b") and "explore/b" not in section(page, "b")
+    assert 'class="map-link" href="../data/explore/index.html?platform=a"' in section(page, "a")
+    assert "no map (too few images)" in section(page, "b") and "platform=b" not in section(page, "b")
 
 
 def test_trends_draw_one_line_per_style_where_two_months_exist():
@@ -113,7 +113,7 @@ def test_a_platform_that_may_not_be_shared_gets_no_explorer_link(tmp_path):
     png = tmp_path / "a.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
     a = section(report_html(inputs(pngs={"a": png}, shareable={"b"})), "a")
-    assert "data:image/png;base64," in a and "explore/a" not in a and "terms forbid sharing per-image data" in a
+    assert "data:image/png;base64," in a and "platform=a" not in a and "terms forbid sharing per-image data" in a
 
 
 def test_the_gold_section_shows_each_encoders_scores_and_the_default_methods_shares_against_the_truth():

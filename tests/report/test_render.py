@@ -22,7 +22,7 @@ from stylemap.entry import UserError
 from stylemap.files import write_atomic
 from stylemap.report import explorer
 from stylemap.report import layout as layouts
-from stylemap.report.render import style_colors
+from stylemap.report.render import platform_colors, style_colors
 from tests.support.fixtures import write_params
 
 CLASSES = ["anime", "oil_painting", "photo", "pixel_art"]
@@ -140,23 +140,26 @@ def read_folder(folder: Path) -> dict:
     return {"meta": meta, "xy": np.frombuffer((folder / "xy.f32").read_bytes(), "<f4").reshape(meta["n"], 2),
             "top": np.frombuffer((folder / "top.u8").read_bytes(), np.uint8).reshape(shape),
             "prob": np.frombuffer((folder / "prob.u8").read_bytes(), np.uint8).reshape(shape),
+            "platform": np.frombuffer((folder / "plat.u8").read_bytes(), np.uint8),
+            "ids": json.loads((folder / "ids.json").read_text()),
             "details": json.loads((folder / "details.json").read_text())}
 
 
 def test_explorer_folder_carries_every_point_as_binary_arrays(tmp_path):
-    points = pd.DataFrame({"image_id": ["p/0", "p/1"], "x": [0.0, 1.5], "y": [1.0, -2.25],
+    points = pd.DataFrame({"image_id": ["p/0", "q/1"], "platform": ["p", "q"], "x": [0.0, 1.5], "y": [1.0, -2.25],
                            "top3": [["anime", "photo", "pixel_art"], ["photo", "anime", "pixel_art"]],
                            "top3_prob": [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1]]})
-    details = pd.DataFrame({"image_id": ["p/1", "elsewhere/9"], "prompt": ["evil </script><script>alert(1)</script>", "x"],
+    details = pd.DataFrame({"image_id": ["q/1", "elsewhere/9"], "prompt": ["evil </script><script>alert(1)</script>", "x"],
                             "thumb": [None, b"jpeg"]})
-    counts = explorer.write_explorer(tmp_path / "p", points, details, CLASSES, "p", [-1.0, 2.0, -3.0, 1.0])
+    counts = explorer.write_explorer(tmp_path / "p", points, details, CLASSES, [-1.0, 2.0, -3.0, 1.0])
     data = read_folder(tmp_path / "p")
-    assert data["meta"] == {"platform": "p", "classes": CLASSES, "colors": style_colors(CLASSES), "n": 2, "k": 3,
-                            "bounds": [-1.0, 2.0, -3.0, 1.0]}
+    assert data["meta"] == {"platforms": ["p", "q"], "platform_colors": platform_colors(2), "classes": CLASSES,
+                            "colors": style_colors(CLASSES), "n": 2, "k": 3, "bounds": [-1.0, 2.0, -3.0, 1.0]}
+    assert data["platform"].tolist() == [0, 1] and data["ids"] == ["p/0", "q/1"]
     np.testing.assert_array_equal(data["xy"], [[0.0, 1.0], [1.5, -2.25]])
     np.testing.assert_array_equal(data["top"], [[0, 2, 3], [2, 0, 3]])
     np.testing.assert_array_equal(data["prob"], [[153, 76, 26], [128, 102, 26]])  # p * 255, rounded
-    assert data["details"] == {"index": [1], "id": ["p/1"], "prompt": ["evil </script><script>alert(1)</script>"], "thumb": [0]}
+    assert data["details"] == {"index": [1], "id": ["q/1"], "prompt": ["evil </script><script>alert(1)</script>"], "thumb": [0]}
     assert counts == {"explorer_points": 2, "explorer_details": 1, "explorer_thumbnails": 0, "thumbnails_failed": 1}
     assert not any((tmp_path / "p/thumbs").iterdir())  # the detail of a point not on this map is dropped
     page = (tmp_path / "p/index.html").read_text()
@@ -167,7 +170,7 @@ def test_explorer_folder_carries_every_point_as_binary_arrays(tmp_path):
 def test_explorer_without_its_bundle_says_how_to_build_it(tmp_path, monkeypatch):
     monkeypatch.setattr(explorer, "BUNDLE", tmp_path / "dist/explorer.js")
     with pytest.raises(FileNotFoundError, match="bash .ci/setup"):
-        explorer.write_explorer(tmp_path / "p", pd.DataFrame(), pd.DataFrame(), CLASSES, "p")
+        explorer.write_explorer(tmp_path / "p", pd.DataFrame(), pd.DataFrame(), CLASSES)
 
 
 def write_project_params(root: Path, n_neighbors=5, fit_sample=60, backend="umap-learn", parallel=False):
@@ -231,12 +234,13 @@ def test_map_rows_metrics_and_pngs(mapped):
 
 def test_explorer_has_every_point_with_details(mapped):
     root, metrics, coords = mapped
-    data = read_folder(root / "data/explore/demo")
-    assert data["meta"]["n"] == len(data["xy"]) == len(data["top"]) == 150 == metrics["demo.explorer_points"]
-    assert len(data["details"]["index"]) == min(explorer.DETAIL_POINTS, 150) == metrics["demo.explorer_details"]
-    thumbs = sorted(int(f.stem) for f in (root / "data/explore/demo/thumbs").glob("*.jpg"))
-    assert thumbs == sorted(data["details"]["index"]) and len(thumbs) == metrics["demo.explorer_thumbnails"]
-    assert metrics["demo.thumbnails_failed"] == 0
+    data = read_folder(root / "data/explore")
+    assert data["meta"]["n"] == len(data["xy"]) == len(data["top"]) == 150 == metrics["explorer_points"]
+    assert data["meta"]["platforms"] == ["demo"] and set(data["platform"]) == {0} and len(data["ids"]) == 150
+    assert len(data["details"]["index"]) == min(explorer.DETAIL_POINTS, 150) == metrics["explorer_details"]
+    thumbs = sorted(int(f.stem) for f in (root / "data/explore/thumbs").glob("*.jpg"))
+    assert thumbs == sorted(data["details"]["index"]) and len(thumbs) == metrics["explorer_thumbnails"]
+    assert metrics["thumbnails_failed"] == 0
     assert (data["xy"] != coords[["x", "y"]].to_numpy(np.float32)).any()  # drawn in a seeded random order...
     by_id = coords.set_index("image_id")
     for i, image_id, prompt in zip(data["details"]["index"], data["details"]["id"], data["details"]["prompt"]):
@@ -294,8 +298,11 @@ def test_platforms_share_one_layout_framed_alike(tmp_path):
     assert [len(m) for m in maps.values()] == [150, 40] and maps["tiny"]["image_id"].str.startswith("tiny/").all()
     both = pd.concat(maps.values())
     bounds = [both["x"].min(), both["x"].max(), both["y"].min(), both["y"].max()]
+    data = read_folder(root / "data/explore")
+    assert data["meta"]["bounds"] == pytest.approx(bounds, abs=1e-5) and data["meta"]["platforms"] == ["demo", "tiny"]
+    assert np.bincount(data["platform"]).tolist() == [150, 40]
+    assert all(i.startswith(data["meta"]["platforms"][p] + "/") for i, p in zip(data["ids"], data["platform"]))
     for name in maps:
-        assert read_folder(root / f"data/explore/{name}")["meta"]["bounds"] == pytest.approx(bounds, abs=1e-5)
         assert (root / f"plots/map/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # tiny's images are demo's clusters drawn again: on the shared map they land among demo's points of their style
     knn = KNeighborsClassifier(5).fit(maps["demo"][["x", "y"]], maps["demo"]["top1"])

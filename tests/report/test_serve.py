@@ -29,18 +29,19 @@ def project(tmp_path_factory):
     shutil.copytree(REPO / "plots", root / "plots")
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     report = (root / serve.REPORT).read_text()
-    platforms = re.findall(r'class="map-link" href="\.\./data/explore/([^/]+)/index\.html"', report)
-    classes = sorted(set(re.findall(r'index\.html\?styles=([a-z_]+)"', report)))
+    platforms = re.findall(r'class="map-link" href="\.\./data/explore/index\.html\?platform=([^"&]+)"', report)
+    classes = sorted(set(re.findall(r'styles=([a-z_]+)"', report)))
     assert platforms and len(classes) > 1, "the committed report links no map"
     rng = np.random.default_rng(0)
-    for name in platforms:
-        xy = rng.normal(size=(500, 2))
-        points = pd.DataFrame({"image_id": [f"{name}/{i}" for i in range(500)], "x": xy[:, 0], "y": xy[:, 1],
-                               "top3": [list(rng.permutation(classes)[:3]) for _ in range(500)],
-                               "top3_prob": [[0.6, 0.3, 0.1]] * 500})
-        details = pd.DataFrame({"image_id": [f"{name}/0"], "prompt": ["a castle"], "thumb": [None]})
-        explorer.write_explorer(root / "data/explore" / name, points, details, classes, name)
-        (root / f"{name}.top1.json").write_text(json.dumps(pd.Series([t[0] for t in points["top3"]]).value_counts().to_dict()))
+    xy = rng.normal(size=(500 * len(platforms), 2))
+    points = pd.DataFrame({"image_id": [f"{name}/{i}" for name in platforms for i in range(500)],
+                           "platform": np.repeat(platforms, 500), "x": xy[:, 0], "y": xy[:, 1],
+                           "top3": [list(rng.permutation(classes)[:3]) for _ in range(len(xy))],
+                           "top3_prob": [[0.6, 0.3, 0.1]] * len(xy)})
+    details = pd.DataFrame({"image_id": [f"{platforms[0]}/0"], "prompt": ["a castle"], "thumb": [None]})
+    explorer.write_explorer(root / "data/explore", points, details, classes)
+    top1 = points.assign(top1=points["top3"].str[0]).groupby(["platform", "top1"]).size()
+    (root / "top1.json").write_text(json.dumps({f"{p}/{s}": int(c) for (p, s), c in top1.items()}))
     return root, platforms
 
 
@@ -66,7 +67,7 @@ def test_only_the_report_and_the_explorer_are_served(served, project):
     base = served.removesuffix(serve.REPORT)
     _, platforms = project
     assert status(base) == 200  # redirected to the report
-    assert status(served) == status(f"{base}data/explore/{platforms[0]}/xy.f32") == 200
+    assert status(served) == status(f"{base}data/explore/xy.f32") == status(f"{base}data/explore/index.html") == 200
     for path in ("params.yaml", "plots/../params.yaml", "data/sample/x.parquet", "data/%2e%2e/params.yaml"):
         assert status(base + path) == 404, path
 
@@ -106,7 +107,7 @@ def test_the_reports_map_links_open_drawn_maps_and_from_disk_it_says_what_to_run
             page.goto(served)
             page.locator("a.map-link").nth(i).click()
             page.wait_for_selector("body[data-points-drawn]", timeout=30_000)
-            assert page.url.endswith(f"/data/explore/{name}/index.html")
+            assert page.url.endswith(f"/data/explore/index.html?platform={name}")
             assert page.get_attribute("body", "data-points-drawn") == "500"
             assert page.get_attribute("html", "data-errors") == ""
             pixels = np.asarray(Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("L"))
@@ -124,13 +125,12 @@ def test_a_styles_bar_opens_the_map_of_that_platform_showing_that_style_only(ser
     with browser.chromium() as chromium:
         page = chromium.new_page(viewport={"width": 1200, "height": 800})
         page.goto(served)
-        bars = page.locator(f'a.style-link[href^="../data/explore/{platforms[0]}/"]')
+        bars = page.locator(f'a.style-link[href*="?platform={platforms[0]}&"]')
         assert bars.count() > 1
-        href = bars.nth(1).get_attribute("href")
-        style = href.rpartition("=")[2]
+        style = bars.nth(1).get_attribute("href").rpartition("=")[2]
         bars.nth(1).click()
         page.wait_for_selector("body[data-points-drawn]", timeout=30_000)
-        top1 = json.loads((root / f"{platforms[0]}.top1.json").read_text())
-        assert page.get_attribute("body", "data-points-drawn") == str(top1.get(style, 0))
-        assert page.text_content("#status") == f"{top1.get(style, 0)} of 500 points shown"
+        count = json.loads((root / "top1.json").read_text()).get(f"{platforms[0]}/{style}", 0)
+        assert page.get_attribute("body", "data-points-drawn") == str(count)
+        assert page.text_content("#status") == f"{count} of {500 * len(platforms)} points shown"
         page.close()

@@ -1,5 +1,6 @@
-// The explorer page's script: regl-scatterplot (WebGL) draws every point; this file adds the style filter, the
-// hover card and the prompt search. esbuild bundles it with the library into dist/explorer.js (.ci/setup), and the
+// The explorer page's script: regl-scatterplot (WebGL) draws every point of the map all shareable platforms share;
+// this file adds the platform and style filters, colouring by style or platform, the hover card, the prompt search,
+// and the selection panel (a lasso, or the search hits: counted, compared, exported as CSV). esbuild bundles it with the library into dist/explorer.js (.ci/setup), and the
 // map stage copies that file beside each page with the data files it writes (stylemap/report/explorer.py).
 // Data is fetched, so the page needs http (`stylemap serve`); a failed load is shown, never a blank page.
 import createScatterplot from "regl-scatterplot";
@@ -21,13 +22,14 @@ async function fetchArray(name, Type, length) {
 
 async function load() {
   const meta = await (await fetchFile("meta.json")).json();
-  const [xy, top, prob, details] = await Promise.all([
+  const [xy, top, prob, plat, details] = await Promise.all([
     fetchArray("xy.f32", Float32Array, 2 * meta.n),
     fetchArray("top.u8", Uint8Array, meta.k * meta.n),
     fetchArray("prob.u8", Uint8Array, meta.k * meta.n),
+    fetchArray("plat.u8", Uint8Array, meta.n),
     fetchFile("details.json").then((r) => r.json()),
   ]);
-  return { meta, xy, top, prob, details };
+  return { meta, xy, top, prob, plat, details };
 }
 
 /** The layout centred and scaled into [-1, 1], the coordinates regl-scatterplot draws, aspect ratio kept; framed
@@ -60,13 +62,48 @@ function swatch(color) {
   return node;
 }
 
-async function start({ meta, xy, top, prob, details }) {
-  const { n, k, classes, colors } = meta;
-  document.title = `stylemap: ${meta.platform}`;
-  $("heading").textContent = meta.platform;
+/** Checkboxes for `names` with their colours and counts into `container`; each toggles active[c], then onChange. */
+function checkboxes(container, names, colors, counts, active, onChange) {
+  const boxes = [];
+  names.forEach((name, c) => {
+    if (!counts[c]) return;
+    const label = element("label"), box = element("input");
+    box.type = "checkbox"; box.checked = active[c]; box.dataset.index = c;
+    box.addEventListener("change", () => { active[c] = box.checked; onChange(); });
+    label.append(box, swatch(colors[c]), element("span", "", `${name} (${counts[c]})`));
+    container.append(label);
+    boxes.push(box);
+  });
+  return boxes;
+}
+
+/** Rows of a small table: [cells...] as text. */
+function table(head, rows) {
+  const node = element("table");
+  const tr = element("tr");
+  head.forEach((h) => tr.append(element("th", "", h)));
+  node.append(tr);
+  rows.forEach((cells) => {
+    const row = element("tr");
+    cells.forEach((cell) => row.append(element("td", "", cell)));
+    node.append(row);
+  });
+  return node;
+}
+
+const percent = (part, whole) => (whole ? `${((100 * part) / whole).toFixed(1)}%` : "-");
+
+function csvCell(value) {
+  const text = String(value ?? "");
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+async function start({ meta, xy, top, prob, plat, details }) {
+  const { n, k, classes, colors, platforms } = meta;
+  const platformColors = meta.platform_colors;
   const { x, y } = normalised(xy, n, meta.bounds);
-  const top1 = new Uint8Array(n), counts = classes.map(() => 0);
-  for (let i = 0; i < n; i++) { top1[i] = top[i * k]; counts[top1[i]]++; }
+  const top1 = new Uint8Array(n), counts = classes.map(() => 0), perPlatform = platforms.map(() => 0);
+  for (let i = 0; i < n; i++) { top1[i] = top[i * k]; counts[top1[i]]++; perPlatform[plat[i]]++; }
   const detailRow = new Map(details.index.map((i, row) => [i, row]));
 
   const scatterplot = createScatterplot({
@@ -75,48 +112,93 @@ async function start({ meta, xy, top, prob, details }) {
   });
   window.explorer = scatterplot;  // for tests and bench/bench_map.py
 
-  const active = classes.map(() => true);
+  // Deep links: ?platform=a,b and ?styles=a,b show only those, ?color=platform colours by platform, ?q= searches.
+  const wanted = (key, names) => (query.has(key) ? names.map((name) => query.get(key).split(",").includes(name))
+    : names.map(() => true));
+  const active = wanted("styles", classes), activePlatform = wanted("platform", platforms);
   const status = $("status"), card = $("card"), main = $("main");
+  const heading = platforms.filter((_, p) => activePlatform[p]).join(" + ") || "no platform";
+  document.title = `stylemap: ${heading}`;
+  $("heading").textContent = heading;
 
-  function shown() {
-    return active.every(Boolean) ? n : scatterplot.get("filteredPoints").length;
-  }
+  const everything = () => active.every(Boolean) && activePlatform.every(Boolean);
+  const isShown = (i) => active[top1[i]] && activePlatform[plat[i]];
   function visible() {
     const keep = [];
-    for (let i = 0; i < n; i++) if (active[top1[i]]) keep.push(i);
+    for (let i = 0; i < n; i++) if (isShown(i)) keep.push(i);
     return keep;
   }
   function report() {
-    const count = shown();
+    const count = everything() ? n : scatterplot.get("filteredPoints").length;
     document.body.dataset.pointsDrawn = count;
     status.textContent = `${count} of ${n} points shown`;
   }
   async function applyFilter() {
-    await (active.every(Boolean) ? scatterplot.unfilter() : scatterplot.filter(visible()));
+    await (everything() ? scatterplot.unfilter() : scatterplot.filter(visible()));
     search($("search").value);
     report();
   }
 
-  const boxes = [];
-  classes.forEach((name, c) => {
-    if (!counts[c]) return;
-    const label = element("label"), box = element("input");
-    box.type = "checkbox"; box.checked = true; box.dataset.class = c;
-    box.addEventListener("change", () => { active[c] = box.checked; applyFilter(); });
-    label.append(box, swatch(colors[c]), element("span", "", `${name} (${counts[c]})`));
-    $("filters").append(label);
-    boxes.push(box);
-  });
+  const boxes = checkboxes($("filters"), classes, colors, counts, active, applyFilter);
+  checkboxes($("platforms"), platforms, platformColors, perPlatform, activePlatform, applyFilter);
   const setAll = (on) => { active.fill(on); boxes.forEach((box) => { box.checked = on; }); applyFilter(); };
   $("all").onclick = () => setAll(true);
   $("none").onclick = () => setAll(false);
+  function colourBy(what) {
+    scatterplot.set(what === "platform" ? { colorBy: "valueB", pointColor: platformColors }
+      : { colorBy: "valueA", pointColor: colors });
+    document.body.dataset.colorBy = what;
+  }
+  $("colorby").value = query.get("color") === "platform" ? "platform" : "style";
+  $("colorby").addEventListener("change", (e) => colourBy(e.target.value));
+
+  // The selection (a lasso: shift + drag; or the search's hits): its size, its style shares beside those of its
+  // platforms' shown points, its platform mix, and a CSV of its rows.
+  let selected = [];
+  function showSelection(points) {
+    selected = points.filter(isShown);
+    const panel = $("selection");
+    document.body.dataset.selected = selected.length;
+    panel.hidden = !selected.length;
+    if (!selected.length) return;
+    const inSel = classes.map(() => 0), mix = platforms.map(() => 0), base = classes.map(() => 0);
+    selected.forEach((i) => { inSel[top1[i]]++; mix[plat[i]]++; });
+    let baseTotal = 0;
+    for (let i = 0; i < n; i++) if (mix[plat[i]] && isShown(i)) { base[top1[i]]++; baseTotal++; }
+    const styleRows = classes.map((name, c) => [name, percent(inSel[c], selected.length), percent(base[c], baseTotal)])
+      .filter((_, c) => inSel[c] || base[c]);
+    $("selection-body").replaceChildren(
+      element("div", "", `${selected.length} selected`),
+      table(["style", "selection", "its platforms"], styleRows),
+      table(["platform", "points"], platforms.map((name, p) => [name, String(mix[p])]).filter((_, p) => mix[p])));
+  }
+  let ids = null;
+  $("export").onclick = async () => {
+    ids = ids || await (await fetchFile("ids.json")).json();
+    const head = ["image_id", "platform", ...Array.from({ length: k }, (_, r) => [`style_${r + 1}`, `prob_${r + 1}`]).flat(), "prompt"];
+    const lines = [head.join(",")];
+    selected.forEach((i) => {
+      const row = detailRow.get(i), styles = [];
+      for (let r = 0; r < k; r++) styles.push(classes[top[i * k + r]], (prob[i * k + r] / 255).toFixed(3));
+      lines.push([ids[i], platforms[plat[i]], ...styles, row === undefined ? "" : details.prompt[row]].map(csvCell).join(","));
+    });
+    const link = element("a");
+    link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    link.download = "stylemap-selection.csv";
+    link.click();
+  };
+  scatterplot.subscribe("select", ({ points }) => showSelection(points));
+  scatterplot.subscribe("deselect", () => showSelection([]));
 
   const prompts = details.prompt.map((p) => p.toLowerCase());
+  let searched = false;  // whether the selection is the search's hits
   function search(text) {
     const needle = text.trim().toLowerCase();
     const hits = [];
-    if (needle) prompts.forEach((p, row) => { if (p.includes(needle) && active[top1[details.index[row]]]) hits.push(details.index[row]); });
-    if (hits.length) scatterplot.select(hits); else scatterplot.deselect();
+    if (needle) prompts.forEach((p, row) => { if (p.includes(needle) && isShown(details.index[row])) hits.push(details.index[row]); });
+    if (hits.length) scatterplot.select(hits);
+    else if (needle || searched) scatterplot.deselect();  // a lasso selection outlives an empty search box
+    searched = hits.length > 0;
     $("matches").textContent = needle ? ` ${hits.length} of ${prompts.length} prompts match` : "";
     document.body.dataset.searchMatches = scatterplot.get("selectedPoints").length;
   }
@@ -137,7 +219,7 @@ async function start({ meta, xy, top, prob, details }) {
       line.append(swatch(colors[c]), ` ${classes[c]} ${(prob[i * k + r] / 255).toFixed(2)}`);
       card.append(line);
     }
-    card.append(element("div", "id", row !== undefined ? details.id[row] : `point ${i}`));
+    card.append(element("div", "id", `${platforms[plat[i]]} · ${row !== undefined ? details.id[row] : `point ${i}`}`));
     const [px, py] = scatterplot.getScreenPosition(i);
     card.style.left = `${Math.min(px + 12, main.clientWidth - 310)}px`;
     card.style.top = `${Math.min(py + 12, main.clientHeight - 220)}px`;
@@ -146,14 +228,9 @@ async function start({ meta, xy, top, prob, details }) {
   });
   scatterplot.subscribe("pointout", () => { card.style.display = "none"; delete document.body.dataset.card; });
 
-  // Deep links: ?styles=a,b shows only those styles, ?q=text searches the prompts.
-  if (query.has("styles")) {
-    const wanted = query.get("styles").split(",");
-    classes.forEach((name, c) => { active[c] = wanted.includes(name); });
-    boxes.forEach((box) => { box.checked = active[+box.dataset.class]; });
-  }
-  const filter = active.every(Boolean) ? undefined : visible();
-  await scatterplot.draw({ x, y, z: top1 }, { zDataType: "categorical", filter });
+  const filter = everything() ? undefined : visible();
+  await scatterplot.draw({ x, y, z: top1, w: plat }, { zDataType: "categorical", wDataType: "categorical", filter });
+  colourBy($("colorby").value);
   $("search").value = query.get("q") || "";
   search($("search").value);
   report();
