@@ -57,11 +57,12 @@ def draw_order(points: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def write_explorer(out: Path, points: pd.DataFrame, details: pd.DataFrame, classes: list[str],
-                   bounds: list[float] | None = None) -> dict:
+                   bounds: list[float] | None = None, named: dict | None = None) -> dict:
     """Write the page, its script and its data files into `out`; returns the counts the map stage reports.
     `bounds` ([xmin, xmax, ymin, ymax] of the whole map, restricted platforms' points included) frame the page;
     without them, its own points do. `ids.json` (every point's image id) is fetched only to export a selection.
 
+    `named` (regions.py: the density grid and the labelled regions) becomes regions.json: contours and names.
     `points`: image_id, platform, x, y, top3, top3_prob, in drawing order (a point's row is its index in the page);
     `details`: image_id, prompt, thumb (JPEG bytes or None) for the points that have them.
     """
@@ -85,6 +86,8 @@ def write_explorer(out: Path, points: pd.DataFrame, details: pd.DataFrame, class
     (out / "top.u8").write_bytes(top.tobytes())
     (out / "prob.u8").write_bytes(np.rint(np.clip(prob, 0, 1) * 255).astype(np.uint8).tobytes())
     (out / "plat.u8").write_bytes(points["platform"].map({p: i for i, p in enumerate(platforms)}).to_numpy(np.uint8).tobytes())
+    (out / "regions.json").write_text(json.dumps(named or {"grid": 0, "levels": [], "density": [], "regions": []},
+                                                  separators=(",", ":")))
     (out / "ids.json").write_text(json.dumps(points["image_id"].tolist(), separators=(",", ":")))
 
     row = pd.Series(np.arange(len(points)), index=points["image_id"])

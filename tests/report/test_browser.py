@@ -222,3 +222,32 @@ def test_a_lasso_selection_is_counted_compared_and_exported(site, tmp_path):
     for r in rows.head(50).itertuples():
         assert (r.platform, r.style_1, r.prob_1) == (by_id.at[r.image_id, "platform"], by_id.at[r.image_id, "top3"][0], round(178 / 255, 3))  # 0.7 as uint8
     page.close()
+
+
+def test_contours_and_region_labels_are_drawn_and_follow_the_zoom(site):
+    """Three clusters (tests/report/test_regions.py): three density contour levels, three broad regions named by
+    style and prompt word zoomed out; zoomed in on one, the finer level's labels, and only those on screen."""
+    from stylemap.report import regions
+    from tests.report.test_regions import clustered
+
+    url, root, chromium, _ = site
+    xy, styles, prompts = clustered(per=200)
+    styles = styles.replace("photography", "photo")  # this page's classes
+    bounds = [-1.0, 1.0, -1.0, 1.0]
+    others = {s: [o for o in CLASSES if o != s][:2] for s in set(styles)}
+    points = pd.DataFrame({"image_id": [f"c/{i}" for i in range(len(xy))], "platform": "c", "x": xy[:, 0], "y": xy[:, 1],
+                           "top3": [[s, *others[s]] for s in styles], "top3_prob": [[0.7, 0.2, 0.1]] * len(xy)})
+    named = regions.named_regions(regions.drawing_square(xy, bounds), styles, prompts)
+    explorer.write_explorer(root / "c", points, points.iloc[:0].assign(prompt=[], thumb=[]), CLASSES, bounds, named)
+    page, _ = open_page(site, "c/index.html")
+    paths = page.eval_on_selector_all("#regions path", "ps => ps.map(p => p.getAttribute('d').length)")
+    assert len(paths) == len(regions.LEVELS) and all(length > 50 for length in paths)
+    assert attribute(page, "body", "data-region-level") == "0"
+    labels = page.eval_on_selector_all("#regions text", "ts => ts.map(t => t.textContent)")
+    assert len(labels) == 3 and all(any(w in label for label in labels) for w in ("castle", "robot", "ocean"))
+    assert "oil_painting 9" in next(label for label in labels if "castle" in label)
+    page.evaluate(f"explorer.zoomToLocation([{-0.5 / 1.05}, {0.5 / 1.05}], 0.15)")
+    page.wait_for_function("document.body.dataset.regionLevel === '2'", timeout=10_000)
+    zoomed = page.eval_on_selector_all("#regions text", "ts => ts.map(t => t.textContent)")
+    assert zoomed and all("castle" in label for label in zoomed)  # the other clusters' labels are off screen
+    page.close()

@@ -3,6 +3,8 @@
 // and the selection panel (a lasso, or the search hits: counted, compared, exported as CSV). esbuild bundles it with the library into dist/explorer.js (.ci/setup), and the
 // map stage copies that file beside each page with the data files it writes (stylemap/report/explorer.py).
 // Data is fetched, so the page needs http (`stylemap serve`); a failed load is shown, never a blank page.
+import { contours } from "d3-contour";
+import { scaleLinear } from "d3-scale";
 import createScatterplot from "regl-scatterplot";
 
 const $ = (id) => document.getElementById(id);
@@ -22,14 +24,15 @@ async function fetchArray(name, Type, length) {
 
 async function load() {
   const meta = await (await fetchFile("meta.json")).json();
-  const [xy, top, prob, plat, details] = await Promise.all([
+  const [xy, top, prob, plat, details, regions] = await Promise.all([
     fetchArray("xy.f32", Float32Array, 2 * meta.n),
     fetchArray("top.u8", Uint8Array, meta.k * meta.n),
     fetchArray("prob.u8", Uint8Array, meta.k * meta.n),
     fetchArray("plat.u8", Uint8Array, meta.n),
     fetchFile("details.json").then((r) => r.json()),
+    fetchFile("regions.json").then((r) => r.json()),
   ]);
-  return { meta, xy, top, prob, plat, details };
+  return { meta, xy, top, prob, plat, details, regions };
 }
 
 /** The layout centred and scaled into [-1, 1], the coordinates regl-scatterplot draws, aspect ratio kept; framed
@@ -98,7 +101,51 @@ function csvCell(value) {
   return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-async function start({ meta, xy, top, prob, plat, details }) {
+const SVG = "http://www.w3.org/2000/svg";
+
+/** Density contours (d3-contour on the map's density grid, drawn in the data square) and region labels, redrawn on
+ *  every view change; the labels of one level at a time: broad regions zoomed out, finer ones zoomed in. */
+function regionLayer(regions, overlay) {
+  const { grid, levels, density } = regions;
+  const rings = grid ? contours().size([grid, grid]).thresholds(levels.map((l) => l * 255))(density) : [];
+  const toSquare = (v) => -1 + (2 * v) / grid;
+  return ({ xScale, yScale }) => {
+    const zoom = 2 / (xScale.domain()[1] - xScale.domain()[0]);  // 1 at the start
+    const level = Math.min(levels.length - 1, Math.max(0, Math.floor(Math.log2(Math.max(zoom, 1) * 1.5))));
+    const paths = rings.map((contour, i) => {
+      const d = contour.coordinates.map((polygon) => polygon.map((ring) => "M" + ring.map(([gx, gy]) =>
+        `${xScale(toSquare(gx)).toFixed(1)},${yScale(toSquare(gy)).toFixed(1)}`).join("L") + "Z").join("")).join("");
+      const path = document.createElementNS(SVG, "path");
+      path.setAttribute("d", d);
+      path.setAttribute("class", `contour level${i}`);
+      return path;
+    });
+    const [left, right] = xScale.range(), [bottom, top] = yScale.range();
+    const onScreen = (r) => xScale(r.x) >= left && xScale(r.x) <= right && yScale(r.y) >= Math.min(top, bottom)
+      && yScale(r.y) <= Math.max(top, bottom);
+    const labels = regions.regions.filter((r) => r.level === level && onScreen(r)).map((r) => {
+      const text = document.createElementNS(SVG, "text");
+      const x = Math.min(Math.max(xScale(r.x), left + 90), right - 90).toFixed(1);  // its text kept on screen
+      text.setAttribute("class", "region");
+      text.setAttribute("y", yScale(r.y).toFixed(1));
+      const lines = [r.styles.map(([name, share]) => `${name} ${Math.round(100 * share)}%`).join(" · ")];
+      if (r.words.length) lines.push(r.words.join(", "));
+      lines.forEach((line, i) => {
+        const span = document.createElementNS(SVG, "tspan");
+        span.setAttribute("x", x);
+        span.setAttribute("dy", i ? "1.2em" : "0");
+        span.textContent = line;
+        text.append(span);
+      });
+      return text;
+    });
+    overlay.replaceChildren(...paths, ...labels);
+    document.body.dataset.regionLevel = level;
+    document.body.dataset.regionLabels = labels.length;
+  };
+}
+
+async function start({ meta, xy, top, prob, plat, details, regions }) {
   const { n, k, classes, colors, platforms } = meta;
   const platformColors = meta.platform_colors;
   const { x, y } = normalised(xy, n, meta.bounds);
@@ -108,6 +155,7 @@ async function start({ meta, xy, top, prob, plat, details }) {
 
   const scatterplot = createScatterplot({
     canvas: $("map"), backgroundColor: "#ffffff", pointColor: colors, colorBy: "valueA",
+    xScale: scaleLinear().domain([-1, 1]), yScale: scaleLinear().domain([-1, 1]),  // data space = the drawing square
     pointSize: n > 500000 ? 1 : n > 50000 ? 2 : n > 5000 ? 3 : 5, opacity: n > 200000 ? 0.6 : 1, opacityInactiveScale: 0.25,
   });
   window.explorer = scatterplot;  // for tests and bench/bench_map.py
@@ -231,6 +279,9 @@ async function start({ meta, xy, top, prob, plat, details }) {
   const filter = everything() ? undefined : visible();
   await scatterplot.draw({ x, y, z: top1, w: plat }, { zDataType: "categorical", wDataType: "categorical", filter });
   colourBy($("colorby").value);
+  const drawRegions = regionLayer(regions, $("regions"));
+  scatterplot.subscribe("view", drawRegions);
+  drawRegions({ xScale: scatterplot.get("xScale"), yScale: scatterplot.get("yScale") });
   $("search").value = query.get("q") || "";
   search($("search").value);
   report();
