@@ -1,14 +1,17 @@
-"""The explorer at a million points: page data size, time to first render and frame time while panning.
+"""The explorer at a million points: page data size, time to first render, frame time while panning, thumbnails.
 
 Writes a synthetic explorer folder through the production path (`stylemap.report.explorer.write_explorer`:
-1,000,000 points in 18 style clusters, DETAIL_POINTS prompts + thumbnails), serves it over localhost http and
+1,000,000 points in 18 style clusters over two platforms, DETAIL_POINTS prompts + thumbnails, the density
+contours and region labels of `stylemap.report.regions`), serves it over localhost http and
 opens it in Debian's headless chromium (WebGL on SwiftShader, i.e. the CPU: a machine with a GPU draws faster).
 All figures come from one page load:
 
 - first render: from navigation start to the page's first drawn frame (`data-first-render-ms`), i.e. fetching
   the files, normalising, building regl-scatterplot's spatial index and uploading the points;
 - frame time while panning: requestAnimationFrame deltas while the camera target moves every frame (each frame
-  redraws every point), beside the deltas of the same page at rest (the browser's frame clock).
+  redraws every point, the contours and the labels), beside the deltas of the same page at rest (the browser's
+  frame clock); then zoomed in 10x, where the visible points' thumbnails are drawn: how many, and the frame time
+  while panning there.
 
     .venv/bin/python bench/bench_map.py [--points 1000000] [--frames 120]
 """
@@ -28,7 +31,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stylemap.report import browser, explorer  # noqa: E402
+from stylemap.report import browser, explorer, regions  # noqa: E402
 
 STYLES = [f"style_{i:02d}" for i in range(18)]
 # Frame deltas of an idle page, then of the page while its camera target moves every frame.
@@ -103,6 +106,11 @@ def measure(url: str, frames: int) -> dict:
         result = {"first_render_ms": int(page.get_attribute("body", "data-first-render-ms")), "wall_s": wall,
                   "drawn": int(page.get_attribute("body", "data-points-drawn")),
                   "errors": page.get_attribute("html", "data-errors"), **page.evaluate(PAN, frames)}
+        centre = page.evaluate("[window.explorer.get('points')[0][0], window.explorer.get('points')[0][1]]")
+        page.evaluate(f"window.explorer.zoomToLocation({centre}, 0.1)")  # where the first (detail) point lies
+        page.wait_for_function("Number(document.body.dataset.thumbs) > 3", timeout=60_000)
+        result["thumbs_zoomed"] = int(page.get_attribute("body", "data-thumbs"))
+        result["pan_zoomed"] = page.evaluate(PAN, frames // 2)["pan"]
         page.close()
     return result
 
@@ -115,7 +123,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         points = synthetic_points(args.points)
-        counts = explorer.write_explorer(Path(tmp) / "bench", points, synthetic_details(points), STYLES)
+        details = synthetic_details(points)
+        xy = points[["x", "y"]].to_numpy()
+        bounds = [float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max())]
+        named = regions.named_regions(regions.drawing_square(xy, bounds), points["top3"].str[0],
+                                      points["image_id"].map(details.set_index("image_id")["prompt"]))
+        counts = explorer.write_explorer(Path(tmp) / "bench", points, details, STYLES, bounds, named)
         written = time.perf_counter() - start
         size = folder_size(Path(tmp) / "bench")
         print(f"{counts['explorer_points']:,} points, {counts['explorer_thumbnails']:,} thumbnails: written in {written:.1f} s; "
@@ -130,6 +143,8 @@ def main() -> None:
           f"JS errors: {r['errors'] or 'none'})")
     print(f"panning: frame time median {np.median(pan):.1f} ms, p95 {np.percentile(pan, 95):.1f} ms "
           f"({1000 / np.median(pan):.1f} fps; {r['draws']} redraws in {len(pan)} frames); at rest {np.median(idle):.1f} ms")
+    print(f"zoomed in 10x: {r['thumbs_zoomed']} thumbnails on screen (cap 48); panning there: frame time median "
+          f"{np.median(r['pan_zoomed']):.1f} ms")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ echo "== encoders on the Horde gold, preset by preset (top-1/top-3/macro-F1 with
 echo "== train from cached embeddings vs re-encoding every epoch"; $py bench/bench_train.py
 echo "== pipeline (partial vs full dvc repro; sample RSS at N and 10N)"; $py bench/bench_pipeline.py
 echo "== UMAP (10k vs 100k points)"; $py bench/bench_umap.py
-echo "== explorer (1M points: data size, first render, frame time panning)"; $py bench/bench_map.py
+echo "== explorer (1M points: data size, first render, frame time panning, thumbnails zoomed in)"; $py bench/bench_map.py
 echo "== corpus formats (read throughput of the same images in each format, ÷ DiffusionDB)"; $py bench/bench_formats.py
 echo "== Hub sampling (range reads vs whole parts: bytes, requests, disk, RSS)"; $py bench/bench_download.py
 echo "== vLLM teacher (label / describe images/s)"; $py bench/bench_labels.py

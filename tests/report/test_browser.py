@@ -238,8 +238,12 @@ def test_contours_and_region_labels_are_drawn_and_follow_the_zoom(site):
     points = pd.DataFrame({"image_id": [f"c/{i}" for i in range(len(xy))], "platform": "c", "x": xy[:, 0], "y": xy[:, 1],
                            "top3": [[s, *others[s]] for s in styles], "top3_prob": [[0.7, 0.2, 0.1]] * len(xy)})
     named = regions.named_regions(regions.drawing_square(xy, bounds), styles, prompts)
-    explorer.write_explorer(root / "c", points, points.iloc[:0].assign(prompt=[], thumb=[]), CLASSES, bounds, named)
-    page, _ = open_page(site, "c/index.html")
+    thumb = explorer.thumbnail_jpeg(_png((200, 30, 30)))
+    details = pd.DataFrame({"image_id": points["image_id"].iloc[::2], "prompt": "p", "thumb": thumb})  # every other
+    explorer.write_explorer(root / "c", points, details, CLASSES, bounds, named)
+    page, requests = open_page(site, "c/index.html")
+    page.wait_for_function("[...document.querySelectorAll('#thumbs img')].every(i => i.naturalWidth > 0)")
+    assert attribute(page, "body", "data-thumbs") == "3"  # zoomed out: one image at each region's peak
     paths = page.eval_on_selector_all("#regions path", "ps => ps.map(p => p.getAttribute('d').length)")
     assert len(paths) == len(regions.LEVELS) and all(length > 50 for length in paths)
     assert attribute(page, "body", "data-region-level") == "0"
@@ -250,4 +254,16 @@ def test_contours_and_region_labels_are_drawn_and_follow_the_zoom(site):
     page.wait_for_function("document.body.dataset.regionLevel === '2'", timeout=10_000)
     zoomed = page.eval_on_selector_all("#regions text", "ts => ts.map(t => t.textContent)")
     assert zoomed and all("castle" in label for label in zoomed)  # the other clusters' labels are off screen
+    page.wait_for_function("Number(document.body.dataset.thumbs) > 3")
+    shown = page.eval_on_selector_all("#thumbs img", "is => is.map(i => Number(i.dataset.point))")
+    assert 3 < len(shown) <= 48 and all(points.at[i, "image_id"] in set(details["image_id"]) for i in shown)
+    assert all(np.hypot(xy[i, 0] + 0.5, xy[i, 1] - 0.5) < 0.3 for i in shown)  # the castle cluster's own images
+    fetched = [r for r in requests if "/thumbs/" in r]
+    assert len(fetched) <= len(shown) + 3  # loaded when shown: never the other half of the details
     page.close()
+
+
+def _png(colour) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(buf, format="PNG")
+    return buf.getvalue()

@@ -173,9 +173,11 @@ def test_explorer_without_its_bundle_says_how_to_build_it(tmp_path, monkeypatch)
         explorer.write_explorer(tmp_path / "p", pd.DataFrame(), pd.DataFrame(), CLASSES)
 
 
-def write_project_params(root: Path, n_neighbors=5, fit_sample=60, backend="umap-learn", parallel=False):
+def write_project_params(root: Path, n_neighbors=5, fit_sample=60, backend="umap-learn", parallel=False, restricted=""):
     sources = {"demo": {"kind": "local", "path": "data/demo"}, "tiny": {"kind": "local", "path": "data/tiny"},
                "horde": {"kind": "local", "path": "../absent", "optional": True}}
+    if restricted:
+        sources[restricted]["redistribute"] = False
     return write_params(root, replace={"sources": sources, "platforms": ["demo", "tiny", "horde"],
                                        "map": {"n_neighbors": n_neighbors, "min_dist": 0.1, "fit_sample": fit_sample,
                                                "umap": backend, "parallel": parallel}})
@@ -307,3 +309,18 @@ def test_platforms_share_one_layout_framed_alike(tmp_path):
     # tiny's images are demo's clusters drawn again: on the shared map they land among demo's points of their style
     knn = KNeighborsClassifier(5).fit(maps["demo"][["x", "y"]], maps["demo"]["top1"])
     assert (knn.predict(maps["tiny"][["x", "y"]]) == maps["tiny"]["top1"]).mean() > 0.9
+
+
+def test_a_restricted_platform_adds_density_and_counts_to_the_shared_map_never_points(tmp_path):
+    root = tmp_path / "project"
+    build_project(root, n=150, tiny=40)
+    write_project_params(root, restricted="tiny")
+    predict.main(root)
+    metrics = map_stage.main(root)
+    assert metrics["tiny.explorer_withheld"] is True and metrics["explorer_points"] == 150
+    data = read_folder(root / "data/explore")
+    assert data["meta"]["platforms"] == ["demo"] and len(data["ids"]) == 150
+    named = json.loads((root / "data/explore/regions.json").read_text())
+    assert sum(r["n"] for r in named["regions"] if r["level"] == 0) > 150  # tiny's 40 points are counted
+    served = " ".join(f.read_text(errors="ignore") for f in (root / "data/explore").rglob("*") if f.is_file())
+    assert "tiny/" not in served  # no id of it (its prompts are kept from labels by test_regions.py)

@@ -103,15 +103,64 @@ function csvCell(value) {
 
 const SVG = "http://www.w3.org/2000/svg";
 
+const MAX_THUMBS = 48;  // thumbnails on screen at once, whatever the zoom: the frame time stays bounded
+const THUMB_ZOOM = 4;  // from this zoom on, the visible points' own thumbnails; below it, one per region's peak
+const THUMB_PX = 56;
+
+/** Thumbnails over the map, loaded only when shown (files beside the page, never embedded): zoomed out, the image
+ *  nearest each labelled region's peak; zoomed in, the visible points nearest the centre of the view, at most
+ *  MAX_THUMBS. An <img> is kept while its point stays wanted, so panning moves images instead of reloading them. */
+function thumbLayer(layer, x, y, details, isShown, regions) {
+  const withThumb = details.index.filter((i, row) => details.thumb[row]);
+  const nearest = (px, py) => {
+    let best = -1, bestD = Infinity;
+    for (const i of withThumb) {
+      const d = (x[i] - px) ** 2 + (y[i] - py) ** 2;
+      if (d < bestD && isShown(i)) { best = i; bestD = d; }
+    }
+    return best;
+  };
+  const shown = new Map();
+  return ({ xScale, yScale }, zoom, level) => {
+    const [left, right] = xScale.range(), [bottom, top] = yScale.range();
+    const inView = (i) => xScale(x[i]) >= left && xScale(x[i]) <= right
+      && yScale(y[i]) >= Math.min(top, bottom) && yScale(y[i]) <= Math.max(top, bottom);
+    let wanted;
+    if (zoom >= THUMB_ZOOM) {
+      const cx = (left + right) / 2, cy = (top + bottom) / 2;
+      wanted = withThumb.filter((i) => isShown(i) && inView(i))
+        .sort((a, b) => (xScale(x[a]) - cx) ** 2 + (yScale(y[a]) - cy) ** 2 - (xScale(x[b]) - cx) ** 2 - (yScale(y[b]) - cy) ** 2)
+        .slice(0, MAX_THUMBS);
+    } else {
+      wanted = [...new Set(regions.filter((r) => r.level === level).map((r) => nearest(r.x, r.y)))]
+        .filter((i) => i >= 0 && inView(i)).slice(0, MAX_THUMBS);
+    }
+    const keep = new Set(wanted);
+    for (const [i, img] of shown) if (!keep.has(i)) { img.remove(); shown.delete(i); }
+    for (const i of wanted) {
+      let img = shown.get(i);
+      if (!img) {
+        img = element("img");
+        img.src = `thumbs/${i}.jpg`;
+        img.alt = "";
+        img.dataset.point = i;
+        layer.append(img);
+        shown.set(i, img);
+      }
+      img.style.left = `${xScale(x[i]) - THUMB_PX / 2}px`;
+      img.style.top = `${yScale(y[i]) - THUMB_PX / 2}px`;
+    }
+    document.body.dataset.thumbs = shown.size;
+  };
+}
+
 /** Density contours (d3-contour on the map's density grid, drawn in the data square) and region labels, redrawn on
  *  every view change; the labels of one level at a time: broad regions zoomed out, finer ones zoomed in. */
 function regionLayer(regions, overlay) {
   const { grid, levels, density } = regions;
   const rings = grid ? contours().size([grid, grid]).thresholds(levels.map((l) => l * 255))(density) : [];
   const toSquare = (v) => -1 + (2 * v) / grid;
-  return ({ xScale, yScale }) => {
-    const zoom = 2 / (xScale.domain()[1] - xScale.domain()[0]);  // 1 at the start
-    const level = Math.min(levels.length - 1, Math.max(0, Math.floor(Math.log2(Math.max(zoom, 1) * 1.5))));
+  return ({ xScale, yScale }, zoom, level) => {
     const paths = rings.map((contour, i) => {
       const d = contour.coordinates.map((polygon) => polygon.map((ring) => "M" + ring.map(([gx, gy]) =>
         `${xScale(toSquare(gx)).toFixed(1)},${yScale(toSquare(gy)).toFixed(1)}`).join("L") + "Z").join("")).join("");
@@ -127,7 +176,7 @@ function regionLayer(regions, overlay) {
       const text = document.createElementNS(SVG, "text");
       const x = Math.min(Math.max(xScale(r.x), left + 90), right - 90).toFixed(1);  // its text kept on screen
       text.setAttribute("class", "region");
-      text.setAttribute("y", yScale(r.y).toFixed(1));
+      text.setAttribute("y", (yScale(r.y) - THUMB_PX / 2 - 20).toFixed(1));  // above the peak's thumbnail
       const lines = [r.styles.map(([name, share]) => `${name} ${Math.round(100 * share)}%`).join(" · ")];
       if (r.words.length) lines.push(r.words.join(", "));
       lines.forEach((line, i) => {
@@ -143,6 +192,12 @@ function regionLayer(regions, overlay) {
     document.body.dataset.regionLevel = level;
     document.body.dataset.regionLabels = labels.length;
   };
+}
+
+/** The view's zoom (1 at the start) and the region level it shows. */
+function zoomLevel(xScale, levels) {
+  const zoom = 2 / (xScale.domain()[1] - xScale.domain()[0]);
+  return [zoom, Math.min(Math.max(levels.length - 1, 0), Math.max(0, Math.floor(Math.log2(Math.max(zoom, 1) * 1.5))))];
 }
 
 async function start({ meta, xy, top, prob, plat, details, regions }) {
@@ -181,10 +236,12 @@ async function start({ meta, xy, top, prob, plat, details, regions }) {
     document.body.dataset.pointsDrawn = count;
     status.textContent = `${count} of ${n} points shown`;
   }
+  let refreshThumbs = () => {};  // set once the layers exist: a filter changes which thumbnails are wanted
   async function applyFilter() {
     await (everything() ? scatterplot.unfilter() : scatterplot.filter(visible()));
     search($("search").value);
     report();
+    refreshThumbs();
   }
 
   const boxes = checkboxes($("filters"), classes, colors, counts, active, applyFilter);
@@ -280,8 +337,15 @@ async function start({ meta, xy, top, prob, plat, details, regions }) {
   await scatterplot.draw({ x, y, z: top1, w: plat }, { zDataType: "categorical", wDataType: "categorical", filter });
   colourBy($("colorby").value);
   const drawRegions = regionLayer(regions, $("regions"));
-  scatterplot.subscribe("view", drawRegions);
-  drawRegions({ xScale: scatterplot.get("xScale"), yScale: scatterplot.get("yScale") });
+  const drawThumbs = thumbLayer($("thumbs"), x, y, details, isShown, regions.regions);
+  const onView = (view) => {
+    const [zoom, level] = zoomLevel(view.xScale, regions.levels);
+    drawRegions(view, zoom, level);
+    drawThumbs(view, zoom, level);
+  };
+  scatterplot.subscribe("view", onView);
+  onView({ xScale: scatterplot.get("xScale"), yScale: scatterplot.get("yScale") });
+  refreshThumbs = () => onView({ xScale: scatterplot.get("xScale"), yScale: scatterplot.get("yScale") });
   $("search").value = query.get("q") || "";
   search($("search").value);
   report();
