@@ -195,7 +195,7 @@ def normalised(points: pd.DataFrame) -> np.ndarray:
 
 def test_a_lasso_selection_is_counted_compared_and_exported(site, tmp_path):
     """A box lasso over the right half of the map: its size, style shares beside those of its platforms' shown
-    points, its platform mix, and a CSV of exactly its rows."""
+    points, its platform mix, and a CSV and a parquet file of exactly its rows."""
     points = site[3]
     inside = np.flatnonzero(normalised(points)[:, 0] > 0.2)
     page, _ = open_page(site, "p/index.html")
@@ -218,6 +218,10 @@ def test_a_lasso_selection_is_counted_compared_and_exported(site, tmp_path):
     assert sorted(rows["image_id"]) == sorted(points["image_id"].iloc[inside])
     assert rows.columns.tolist() == ["image_id", "platform", "style_1", "prob_1", "style_2", "prob_2", "style_3",
                                      "prob_3", "prompt"]
+    with page.expect_download() as download:
+        page.click("#export-parquet")
+    download.value.save_as(tmp_path / "selection.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "selection.parquet").astype(rows.dtypes), rows)
     by_id = points.set_index("image_id")
     for r in rows.head(50).itertuples():
         assert (r.platform, r.style_1, r.prob_1) == (by_id.at[r.image_id, "platform"], by_id.at[r.image_id, "top3"][0], round(178 / 255, 3))  # 0.7 as uint8

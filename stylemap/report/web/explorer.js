@@ -1,10 +1,13 @@
 // The explorer page's script: regl-scatterplot (WebGL) draws every point of the map all shareable platforms share;
 // this file adds the platform and style filters, colouring by style or platform, the hover card, the prompt search,
-// and the selection panel (a lasso, or the search hits: counted, compared, exported as CSV). esbuild bundles it with the library into dist/explorer.js (.ci/setup), and the
-// map stage copies that file beside each page with the data files it writes (stylemap/report/explorer.py).
-// Data is fetched, so the page needs http (`stylemap serve`); a failed load is shown, never a blank page.
+// density contours and region labels (d3-contour), thumbnails on the map, and the selection panel (a lasso, or the
+// search hits: counted, compared, exported as CSV or parquet). esbuild bundles it with the libraries into
+// dist/explorer.js (.ci/setup), and the map stage copies that file beside the page with the data files it writes
+// (stylemap/report/explorer.py). Data is fetched, so the page needs http (`stylemap serve`); a failed load is shown,
+// never a blank page.
 import { contours } from "d3-contour";
 import { scaleLinear } from "d3-scale";
+import { parquetWriteBuffer } from "hyparquet-writer";
 import createScatterplot from "regl-scatterplot";
 
 const $ = (id) => document.getElementById(id);
@@ -258,7 +261,7 @@ async function start({ meta, xy, top, prob, plat, details, regions }) {
   $("colorby").addEventListener("change", (e) => colourBy(e.target.value));
 
   // The selection (a lasso: shift + drag; or the search's hits): its size, its style shares beside those of its
-  // platforms' shown points, its platform mix, and a CSV of its rows.
+  // platforms' shown points, its platform mix, and its rows as CSV or parquet (hyparquet-writer).
   let selected = [];
   function showSelection(points) {
     selected = points.filter(isShown);
@@ -278,19 +281,33 @@ async function start({ meta, xy, top, prob, plat, details, regions }) {
       table(["platform", "points"], platforms.map((name, p) => [name, String(mix[p])]).filter((_, p) => mix[p])));
   }
   let ids = null;
-  $("export").onclick = async () => {
+  /** The selection's rows as named columns: image id, platform, top-k styles and probabilities, prompt. */
+  async function selectionColumns() {
     ids = ids || await (await fetchFile("ids.json")).json();
-    const head = ["image_id", "platform", ...Array.from({ length: k }, (_, r) => [`style_${r + 1}`, `prob_${r + 1}`]).flat(), "prompt"];
-    const lines = [head.join(",")];
-    selected.forEach((i) => {
-      const row = detailRow.get(i), styles = [];
-      for (let r = 0; r < k; r++) styles.push(classes[top[i * k + r]], (prob[i * k + r] / 255).toFixed(3));
-      lines.push([ids[i], platforms[plat[i]], ...styles, row === undefined ? "" : details.prompt[row]].map(csvCell).join(","));
-    });
+    const columns = [["image_id", "STRING", selected.map((i) => ids[i])],
+      ["platform", "STRING", selected.map((i) => platforms[plat[i]])]];
+    for (let r = 0; r < k; r++) {
+      columns.push([`style_${r + 1}`, "STRING", selected.map((i) => classes[top[i * k + r]])],
+        [`prob_${r + 1}`, "DOUBLE", selected.map((i) => Math.round((1000 * prob[i * k + r]) / 255) / 1000)]);
+    }
+    columns.push(["prompt", "STRING", selected.map((i) => (detailRow.has(i) ? details.prompt[detailRow.get(i)] : ""))]);
+    return columns;
+  }
+  function download(parts, type, name) {
     const link = element("a");
-    link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
-    link.download = "stylemap-selection.csv";
+    link.href = URL.createObjectURL(new Blob(parts, { type }));
+    link.download = name;
     link.click();
+  }
+  $("export").onclick = async () => {
+    const columns = await selectionColumns();
+    const lines = [columns.map(([name]) => name).join(",")];
+    selected.forEach((_, row) => lines.push(columns.map(([, , data]) => csvCell(data[row])).join(",")));
+    download([lines.join("\n") + "\n"], "text/csv", "stylemap-selection.csv");
+  };
+  $("export-parquet").onclick = async () => {
+    const columnData = (await selectionColumns()).map(([name, type, data]) => ({ name, type, data }));
+    download([parquetWriteBuffer({ columnData })], "application/vnd.apache.parquet", "stylemap-selection.parquet");
   };
   scatterplot.subscribe("select", ({ points }) => showSelection(points));
   scatterplot.subscribe("deselect", () => showSelection([]));
