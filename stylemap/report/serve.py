@@ -2,8 +2,8 @@
 
 Why: the explorer fetches its data files, which a page opened from disk (file://) cannot do, so the report's map
 links need http. Only what the report shows is served, at the paths the report links to: `plots/` (the report and
-its figures) and `data/explore/` (the map stage writes explorer folders only for platforms whose terms allow
-sharing per-image data). Everything else in the project (samples, labels, models) answers 404.
+its figures) and `data/explore/` (the explorer, which holds only platforms whose terms allow sharing per-image
+data). Everything else in the project (samples, labels, models) answers 404.
 """
 from __future__ import annotations
 

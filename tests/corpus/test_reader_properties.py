@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stylemap import shards
@@ -108,5 +108,6 @@ def test_journeydb_survives_text_and_type_faults(faults):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(faults=st.lists(st.sampled_from(sorted(FOLDER_FAULTS)), min_size=1, max_size=10))
+@example(faults=["no_prompt_row"])  # a prompts.jsonl of no line: zero rows, not a missing-column error
 def test_folder_survives_text_and_type_faults(faults):
     check(build_folder, FOLDER_FAULTS, faults)

@@ -271,3 +271,17 @@ def _png(colour) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), colour).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_the_style_filter_the_platform_filter_and_the_lasso_combine(site):
+    points = site[3]
+    top1 = points["top3"].map(lambda t: t[0])
+    inside = normalised(points)[:, 0] > 0.2
+    want = inside & (top1 == "anime").to_numpy() & (points["platform"] == "right").to_numpy()
+    page, _ = open_page(site, "p/index.html?styles=anime&platform=right")
+    page.evaluate("explorer.lassoSelect([[0.2, -1.2], [1.2, -1.2], [1.2, 1.2], [0.2, 1.2]], {isGl: true})")
+    page.wait_for_selector("body[data-selected]:not([data-selected='0'])", timeout=5_000)
+    assert attribute(page, "body", "data-selected") == str(int(want.sum()))
+    panel = page.inner_text("#selection")
+    assert f"anime\t100.0%\t100.0%" in panel and f"right\t{int(want.sum())}" in panel and "left" not in panel
+    page.close()

@@ -119,7 +119,7 @@ def _read_jsonl(f, path: Path) -> pd.DataFrame:
         if not isinstance(record, dict):
             raise CorpusError(f"{path}: not readable as jsonl: line {n} is not a JSON object")
         records += [record] if record else []
-    return pd.DataFrame(records, dtype=object)
+    return pd.DataFrame(records, dtype=object) if records else pd.DataFrame(columns=["file_name", "prompt"], dtype=object)
 
 
 def _number(value):
