@@ -85,16 +85,17 @@ def jdb(root: Path, lines: list[str | dict | bytes], parts: dict | None = None) 
     return Source(kind="local", path=str(root), format="journeydb")
 
 
-def folder(root: Path, prompts: bytes | None = None, suffix: str = "csv", extra: dict | None = None) -> Source:
+def folder(root: Path, prompts: bytes | None = None, suffix: str = "csv", extra: dict | None = None,
+           columns: bytes = b"") -> Source:
     """A folder of good0/good1.png with a prompts file naming them, then the bytes `prompts`; `extra` files by
-    their name's bytes."""
+    their name's bytes; `columns` more CSV header columns (the good rows leave them empty)."""
     root.mkdir(parents=True, exist_ok=True)
     for i in range(2):
         (root / f"good{i}.png").write_bytes(png(i))
     for name, data in (extra or {}).items():
         Path(os.fsdecode(bytes(root) + b"/" + name)).write_bytes(data)
-    rows = "".join(f'good{i}.png,"{GOOD}"\n' for i in range(2)).encode()
-    body = b"file_name,prompt\n" + rows if suffix == "csv" else b"".join(
+    rows = "".join(f'good{i}.png,"{GOOD}"' + "," * columns.count(b",") + "\n" for i in range(2)).encode()
+    body = b"file_name,prompt" + columns + b"\n" + rows if suffix == "csv" else b"".join(
         json.dumps({"file_name": f"good{i}.png", "prompt": GOOD}).encode() + b"\n" for i in range(2))
     (root / f"prompts.{suffix}").write_bytes(body + (prompts or b""))
     return Source(kind="local", path=str(root), format="folder")
@@ -186,6 +187,11 @@ TEXT_CASES = {  # case: (corpus builder, the bad row's name as the reject carrie
                                                     extra={b"good2.png": png(2)}), "good2.png", "bad_text"),
     "folder_csv_latin1_file_name": (lambda r: folder(r, b'caf\xe9.png,"' + GOOD.encode() + b'"\n',
                                                      extra={b"caf\xe9.png": png(2)}), "caf\\udce9.png", "bad_text"),
+    "jdb_latin1_img_path": (lambda r: jdb(r, [b'{"img_path": "000/caf\xe9.png", "prompt": "p"}']), "line-3",
+                            "bad_annotation"),
+    "folder_csv_latin1_sampler": (lambda r: folder(r, b'good2.png,"' + GOOD.encode() + b'",k_\xe9uler\n',
+                                                   extra={b"good2.png": png(2)}, columns=b",sampler"),
+                                  "good2.png", "bad_text"),
     "ddb_part_json_surrogate": (lambda r: _ddb_with_entry(r, {"p": "a \udc80 cat"}), "img2.png", "bad_field"),
     "i2d_binary_caption": (lambda r: i2d(r, {"caption": b"caf\xe9", "key": "000010000", "status": "success"},
                                          I2D.set(0, pa.field("caption", pa.binary()))), "000010000", "bad_field"),
