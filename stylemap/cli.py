@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import stat
 import sys
 from pathlib import Path
@@ -157,6 +158,7 @@ def serve_report(project: Path, port: int) -> int:
     except OSError as err:  # no report (FileNotFoundError), or the port in use
         print(f"stylemap serve: {err}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it even where SIGINT came in ignored
     print(f"stylemap: the report and its maps are at {serve.url(httpd)} (Ctrl-C stops)", flush=True)
     try:
         httpd.serve_forever()
