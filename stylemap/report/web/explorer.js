@@ -106,6 +106,12 @@ function csvCell(value) {
 
 const SVG = "http://www.w3.org/2000/svg";
 
+/** Whether data point (x, y) is on the canvas the view's scales map to. */
+function onCanvas({ xScale, yScale }, x, y) {
+  const [left, right] = xScale.range(), [bottom, top] = yScale.range(), px = xScale(x), py = yScale(y);
+  return px >= left && px <= right && py >= Math.min(top, bottom) && py <= Math.max(top, bottom);
+}
+
 const MAX_THUMBS = 48;  // thumbnails on screen at once, whatever the zoom: the frame time stays bounded
 const THUMB_ZOOM = 4;  // from this zoom on, the visible points' own thumbnails; below it, one per region's peak
 const THUMB_PX = 56;
@@ -124,10 +130,10 @@ function thumbLayer(layer, x, y, details, isShown, regions) {
     return best;
   };
   const shown = new Map();
-  return ({ xScale, yScale }, zoom, level) => {
+  return (view, zoom, level) => {
+    const { xScale, yScale } = view;
     const [left, right] = xScale.range(), [bottom, top] = yScale.range();
-    const inView = (i) => xScale(x[i]) >= left && xScale(x[i]) <= right
-      && yScale(y[i]) >= Math.min(top, bottom) && yScale(y[i]) <= Math.max(top, bottom);
+    const inView = (i) => onCanvas(view, x[i], y[i]);
     let wanted;
     if (zoom >= THUMB_ZOOM) {
       const cx = (left + right) / 2, cy = (top + bottom) / 2;
@@ -163,7 +169,8 @@ function regionLayer(regions, overlay) {
   const { grid, levels, density } = regions;
   const rings = grid ? contours().size([grid, grid]).thresholds(levels.map((l) => l * 255))(density) : [];
   const toSquare = (v) => -1 + (2 * v) / grid;
-  return ({ xScale, yScale }, zoom, level) => {
+  return (view, zoom, level) => {
+    const { xScale, yScale } = view;
     const paths = rings.map((contour, i) => {
       const d = contour.coordinates.map((polygon) => polygon.map((ring) => "M" + ring.map(([gx, gy]) =>
         `${xScale(toSquare(gx)).toFixed(1)},${yScale(toSquare(gy)).toFixed(1)}`).join("L") + "Z").join("")).join("");
@@ -172,10 +179,8 @@ function regionLayer(regions, overlay) {
       path.setAttribute("class", `contour level${i}`);
       return path;
     });
-    const [left, right] = xScale.range(), [bottom, top] = yScale.range();
-    const onScreen = (r) => xScale(r.x) >= left && xScale(r.x) <= right && yScale(r.y) >= Math.min(top, bottom)
-      && yScale(r.y) <= Math.max(top, bottom);
-    const labels = regions.regions.filter((r) => r.level === level && onScreen(r)).map((r) => {
+    const [left, right] = xScale.range();
+    const labels = regions.regions.filter((r) => r.level === level && onCanvas(view, r.x, r.y)).map((r) => {
       const text = document.createElementNS(SVG, "text");
       const x = Math.min(Math.max(xScale(r.x), left + 90), right - 90).toFixed(1);  // its text kept on screen
       text.setAttribute("class", "region");
