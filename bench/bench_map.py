@@ -125,10 +125,10 @@ def main() -> None:
         points = synthetic_points(args.points)
         details = synthetic_details(points)
         xy = points[["x", "y"]].to_numpy()
-        bounds = [float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max())]
-        named = regions.named_regions(regions.drawing_square(xy, bounds), points["top3"].str[0],
+        frame = regions.bounds(xy)
+        named = regions.named_regions(regions.drawing_square(xy, frame), points["top3"].str[0],
                                       points["image_id"].map(details.set_index("image_id")["prompt"]))
-        counts = explorer.write_explorer(Path(tmp) / "bench", points, details, STYLES, bounds, named)
+        counts = explorer.write_explorer(Path(tmp) / "bench", points, details, STYLES, frame, named)
         written = time.perf_counter() - start
         size = folder_size(Path(tmp) / "bench")
         print(f"{counts['explorer_points']:,} points, {counts['explorer_thumbnails']:,} thumbnails: written in {written:.1f} s; "

@@ -20,7 +20,7 @@ from stylemap.model.probe import load_classes
 from stylemap.rejects import Rejects
 from stylemap.report.explorer import DETAIL_POINTS, draw_order, read_details, write_explorer
 from stylemap.report.layout import concatenated, embedding_batches, layout
-from stylemap.report.regions import LEVELS, drawing_square, named_regions
+from stylemap.report.regions import LEVELS, bounds, drawing_square, named_regions
 from stylemap.report.render import scatter_png
 from stylemap.stagespec import for_stage
 
@@ -56,12 +56,13 @@ def explore(p, project: paths.Project, points: pd.DataFrame, classes: list[str])
     wanted = shown.groupby("platform", sort=False).head(DETAIL_POINTS)  # a seeded subset of each platform
     details = pd.concat([read_details(shards.shard_files(project.path(paths.SAMPLE, name)), set(ids))
                          for name, ids in wanted.groupby("platform", sort=False)["image_id"]], ignore_index=True)
-    bounds = [float(points["x"].min()), float(points["x"].max()), float(points["y"].min()), float(points["y"].max())]
+    xy = points[["x", "y"]].to_numpy()
+    frame = bounds(xy)
     prompts = pd.concat([shards.read_dir(project.path(paths.SAMPLE, name), columns=["image_id", "prompt"])
                          for name in shareable["platform"].unique()]).drop_duplicates("image_id").set_index("image_id")
-    square = drawing_square(points[["x", "y"]].to_numpy(), bounds)  # every platform's density; shareable prompts only
+    square = drawing_square(xy, frame)  # every platform's density; shareable prompts only
     named = named_regions(square, points["top1"], points["image_id"].map(prompts["prompt"]))
-    counts = write_explorer(project.path(paths.EXPLORE), shown, details, classes, bounds, named)
+    counts = write_explorer(project.path(paths.EXPLORE), shown, details, classes, frame, named)
     return {**counts, **{f"regions.level{k}": sum(r["level"] == k for r in named["regions"]) for k in range(len(LEVELS))}}
 
 

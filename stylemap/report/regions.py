@@ -31,6 +31,11 @@ MIN_WORD_DOCS = 2  # a word must occur in this many prompts of the region: no la
 TOKEN = re.compile(r"(?u)\b[^\W\d_]{3,}\b")  # words of three letters or more
 
 
+def bounds(xy: np.ndarray) -> list[float]:
+    """[xmin, xmax, ymin, ymax] of a layout: the frame every view of the shared map (PNG, explorer page) uses."""
+    return [float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max())]
+
+
 def drawing_square(xy: np.ndarray, bounds: list[float]) -> np.ndarray:
     """Coordinates in the explorer's drawing square [-1, 1]², as explorer.js `normalised` maps them."""
     xmin, xmax, ymin, ymax = bounds

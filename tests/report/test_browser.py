@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stylemap.report import browser, explorer
+from stylemap.report import browser, explorer, regions
 from stylemap.report.render import platform_colors, style_colors
 
 pytestmark = pytest.mark.skipif(not browser.CHROMIUM.exists(), reason="chromium not installed at /usr/bin/chromium")
@@ -186,11 +186,9 @@ def test_a_platforms_view_is_a_filter_of_the_one_map_and_colours_can_follow_plat
 
 
 def normalised(points: pd.DataFrame) -> np.ndarray:
-    """The points as the page draws them: centred and scaled into [-1, 1] by their own bounds, aspect kept."""
-    xy = points[["x", "y"]].to_numpy(np.float32)
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    half = max(hi - lo) / 2 * 1.05
-    return (xy - (lo + hi) / 2) / half
+    """The points as the page draws them, framed by their own bounds (no shared bounds given)."""
+    xy = points[["x", "y"]].to_numpy()
+    return regions.drawing_square(xy, regions.bounds(xy))
 
 
 def test_a_lasso_selection_is_counted_compared_and_exported(site, tmp_path):
@@ -231,7 +229,6 @@ def test_a_lasso_selection_is_counted_compared_and_exported(site, tmp_path):
 def test_contours_and_region_labels_are_drawn_and_follow_the_zoom(site):
     """Three clusters (tests/report/test_regions.py): three density contour levels, three broad regions named by
     style and prompt word zoomed out; zoomed in on one, the finer level's labels, and only those on screen."""
-    from stylemap.report import regions
     from tests.report.test_regions import clustered
 
     url, root, chromium, _ = site

@@ -94,43 +94,47 @@ def test_serving_a_project_without_a_report_is_one_line_and_exit_2(tmp_path, cap
     assert err.count("\n") == 1 and "run `dvc repro` first" in err
 
 
-@pytest.mark.skipif(not browser.CHROMIUM.exists(), reason="chromium not installed at /usr/bin/chromium")
-def test_the_reports_map_links_open_drawn_maps_and_from_disk_it_says_what_to_run(served, project):
-    root, platforms = project
+@pytest.fixture
+def report_page(served):
+    """The served report in headless chromium (skipped without it)."""
+    if not browser.CHROMIUM.exists():
+        pytest.skip("chromium not installed at /usr/bin/chromium")
     with browser.chromium() as chromium:
         page = chromium.new_page(viewport={"width": 1200, "height": 800})
         page.goto(served)
-        assert page.locator(".from-disk:visible").count() == 0  # over http the note stays hidden
-        links = page.locator("a.map-link")
-        assert links.count() == len(platforms)
-        for i, name in enumerate(platforms):
-            page.goto(served)
-            page.locator("a.map-link").nth(i).click()
-            page.wait_for_selector("body[data-points-drawn]", timeout=30_000)
-            assert page.url.endswith(f"/data/explore/index.html?platform={name}")
-            assert page.get_attribute("body", "data-points-drawn") == "500"
-            assert page.get_attribute("html", "data-errors") == ""
-            pixels = np.asarray(Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("L"))
-            assert (pixels < 250).sum() > 500  # points painted on the white canvas
-        page.goto((root / serve.REPORT).as_uri())
-        notes = page.locator(".from-disk:visible")
-        assert notes.count() == len(platforms) and "stylemap serve" in notes.first.text_content()
-        assert page.locator("table").count() > 0 and page.locator("img[src^='data:image/png']").count() > 0
+        yield page
         page.close()
 
 
-@pytest.mark.skipif(not browser.CHROMIUM.exists(), reason="chromium not installed at /usr/bin/chromium")
-def test_a_styles_bar_opens_the_map_of_that_platform_showing_that_style_only(served, project):
+def test_the_reports_map_links_open_drawn_maps_and_from_disk_it_says_what_to_run(report_page, served, project):
     root, platforms = project
-    with browser.chromium() as chromium:
-        page = chromium.new_page(viewport={"width": 1200, "height": 800})
+    page = report_page
+    assert page.locator(".from-disk:visible").count() == 0  # over http the note stays hidden
+    links = page.locator("a.map-link")
+    assert links.count() == len(platforms)
+    for i, name in enumerate(platforms):
         page.goto(served)
-        bars = page.locator(f'a.style-link[href*="?platform={platforms[0]}&"]')
-        assert bars.count() > 1
-        style = bars.nth(1).get_attribute("href").rpartition("=")[2]
-        bars.nth(1).click()
+        page.locator("a.map-link").nth(i).click()
         page.wait_for_selector("body[data-points-drawn]", timeout=30_000)
-        count = json.loads((root / "top1.json").read_text()).get(f"{platforms[0]}/{style}", 0)
-        assert page.get_attribute("body", "data-points-drawn") == str(count)
-        assert page.text_content("#status") == f"{count} of {500 * len(platforms)} points shown"
-        page.close()
+        assert page.url.endswith(f"/data/explore/index.html?platform={name}")
+        assert page.get_attribute("body", "data-points-drawn") == "500"
+        assert page.get_attribute("html", "data-errors") == ""
+        pixels = np.asarray(Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("L"))
+        assert (pixels < 250).sum() > 500  # points painted on the white canvas
+    page.goto((root / serve.REPORT).as_uri())
+    notes = page.locator(".from-disk:visible")
+    assert notes.count() == len(platforms) and "stylemap serve" in notes.first.text_content()
+    assert page.locator("table").count() > 0 and page.locator("img[src^='data:image/png']").count() > 0
+
+
+def test_a_styles_bar_opens_the_map_of_that_platform_showing_that_style_only(report_page, project):
+    root, platforms = project
+    page = report_page
+    bars = page.locator(f'a.style-link[href*="?platform={platforms[0]}&"]')
+    assert bars.count() > 1
+    style = bars.nth(1).get_attribute("href").rpartition("=")[2]
+    bars.nth(1).click()
+    page.wait_for_selector("body[data-points-drawn]", timeout=30_000)
+    count = json.loads((root / "top1.json").read_text()).get(f"{platforms[0]}/{style}", 0)
+    assert page.get_attribute("body", "data-points-drawn") == str(count)
+    assert page.text_content("#status") == f"{count} of {500 * len(platforms)} points shown"

@@ -128,14 +128,14 @@ class ZipPart:
             zf = zipfile.ZipFile(source)
         except (zipfile.BadZipFile, OSError, ValueError) as err:
             source.close()
-            raise CorpusError(f"{_label(source)}: {type(err).__name__}: {err}") from None
+            raise CorpusError(f"{source.name}: {type(err).__name__}: {err}") from None
         part = cls(zf, {}, on_close)
         try:
             part.entries = part_entries(zf, name, lambda member: part.read(member, max_bytes))
         except CorpusError as err:
             zf.close()
             source.close()
-            raise CorpusError(f"{_label(source)}: {err}") from None
+            raise CorpusError(f"{source.name}: {err}") from None
         return part
 
     def read(self, image_name: str, max_bytes: int) -> bytes:
@@ -182,10 +182,6 @@ def read_member(zf: zipfile.ZipFile, name: str, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise MemberError("member_too_large", f"inflates past sample.max_member_bytes {max_bytes}")
     return data
-
-
-def _label(source) -> str:
-    return str(source.name)
 
 
 def part_entries(zf: zipfile.ZipFile, name: str, read) -> dict:
