@@ -31,9 +31,11 @@ CLIP_LOGIT_SCALE = 100.0  # CLIP's learned temperature saturates at 100; only ca
 # ---------- metrics ----------
 
 def top_k_hits(scores: np.ndarray, styles: list[list[int]], k: int) -> np.ndarray:
-    """Per image: is any of its styles (class indices) among its k highest scores?"""
+    """Per image: is any of its styles (class indices) among its k highest scores? A class scored -inf is never
+    predicted, even where fewer than k classes score higher."""
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.array([bool(set(row) & set(s)) for row, s in zip(top.tolist(), styles)])
+    return np.array([bool({c for c in row if scores[i, c] > -np.inf} & set(s))
+                     for i, (row, s) in enumerate(zip(top.tolist(), styles))])
 
 
 def scores_metrics(prefix: str, scores: np.ndarray, y: np.ndarray, styles: list[list[int]], k: int) -> dict:

@@ -69,13 +69,22 @@ def gold_scores(encoder: str, scores: np.ndarray, gold: list[str], classes: list
                 confidence: float, seed: int) -> dict:
     """`gold.<encoder>.top1/topk/macro_f1` (with `.lo` / `.hi`): a probe's class scores of the gold images against
     their gold classes. A gold class the probe does not know is a class it never predicts (scored -inf), so its
-    images count as misses and its F1 as 0."""
+    images count as misses and its F1 as 0.
+
+    `shared_top1/topk/macro_f1` score the same images in the gold's label space, as ImageNet-R scores an
+    ImageNet model on its 200 classes: only the probe classes the gold also has may win. A probe trained on
+    prompt keywords knows themes (gothic_horror, concept_art) beside media; a gothic oil painting called
+    gothic_horror is no error of the medium, so the shared scores rate the medium alone, and both are reported."""
     unknown = sorted(set(gold) - set(classes))
     names = list(classes) + unknown
     scores = np.hstack([scores, np.full((len(scores), len(unknown)), -np.inf)])
     y = np.array([names.index(c) for c in gold])
-    return {f"gold.{encoder}.{name}": v
-            for name, v in scores_with_intervals(scores, y, k, replicates, confidence, seed).items()}
+    shared = np.where(np.isin(names, list(gold)), scores, -np.inf)
+    out = {f"gold.{encoder}.{name}": v
+           for name, v in scores_with_intervals(scores, y, k, replicates, confidence, seed).items()}
+    out.update({f"gold.{encoder}.shared_{name}": v
+                for name, v in scores_with_intervals(shared, y, k, replicates, confidence, seed).items()})
+    return out
 
 
 def scores_frame(metrics: dict, images: int) -> pd.DataFrame:

@@ -209,7 +209,7 @@ def gold_section(d: Inputs) -> str:
     scores = d.gold_scores.pivot(index="encoder", columns="metric")
     rows = "".join(f"<tr><td>{esc(e)}</td>" + "".join(
         f"<td>{scores.loc[e, ('value', m)]:.3f} [{scores.loc[e, ('lo', m)]:.3f}, {scores.loc[e, ('hi', m)]:.3f}]</td>"
-        for m in ("top1", "top3", "macro_f1")) + "</tr>" for e in scores.index)
+        for m in ("top1", "top3", "macro_f1", "shared_top1", "shared_macro_f1")) + "</tr>" for e in scores.index)
     default = d.prevalence.loc[d.prevalence["default"], "method"]
     method = default.iloc[0] if len(default) else "cc"
     shares = d.gold_prevalence[d.gold_prevalence["method"] == method].sort_values("true", ascending=False)
@@ -222,8 +222,10 @@ def gold_section(d: Inputs) -> str:
     images = int(d.gold_scores["images"].iloc[0])
     return (f"<h2>Scored against the gold ({esc(d.gold_source)}: {images} hand-checked images)</h2>"
             "<p>No preset with a gold image trained the probe; the gold is never a training label. A gold class the "
-            "probe does not know counts as a miss. Intervals: bootstrap over images.</p>"
-            "<table><tr><th>probe on</th><th>top-1</th><th>top-3</th><th>macro-F1</th></tr>" + rows + "</table>"
+            "probe does not know counts as a miss. <i>Among the gold's classes</i>: only the probe classes the gold "
+            "also has may win (a theme such as gothic_horror is no answer to which medium). Intervals: bootstrap over "
+            "images.</p><table><tr><th>probe on</th><th>top-1</th><th>top-3</th><th>macro-F1</th>"
+            "<th>top-1 among the gold's classes</th><th>macro-F1 among them</th></tr>" + rows + "</table>"
             f"<h3>shares of the gold images: {esc(method)} against the truth</h3>"
             "<table><tr><th>style</th><th>true</th><th>estimated</th></tr>" + share_rows + "</table>"
             "<h3>absolute error of the shares, per method</h3>"

@@ -37,5 +37,24 @@ def test_a_gold_class_the_probe_lacks_is_a_miss_and_the_scores_become_the_report
     assert m["gold.cnn.top1"] == 0.75 and m["gold.cnn.top3"] == 0.75  # watercolor is never among the 3 scored
     assert m["gold.cnn.macro_f1"] == pytest.approx((1 / (1 + 0.5 * 1) + 1 + 1 + 0) / 4)  # a: 1 hit, 1 false alarm
     frame = scores_frame({**m, "gold.in": 4}, 4)
-    assert frame["metric"].tolist() == ["top1", "top3", "macro_f1"] and (frame["encoder"] == "cnn").all()
+    assert frame["metric"].tolist() == ["top1", "top3", "macro_f1", "shared_top1", "shared_top3", "shared_macro_f1"]
+    assert (frame["encoder"] == "cnn").all()
     assert (frame["lo"] <= frame["value"]).all() and (frame["value"] <= frame["hi"]).all() and (frame["images"] == 4).all()
+
+
+def test_shared_scores_let_only_the_classes_the_gold_has_win():
+    # the probe knows a theme (gothic) beside two media; the gold knows the media and a class the probe lacks
+    classes = ["gothic", "oil", "photo"]
+    scores = np.array([[3.0, 2.0, 0.0], [3.0, 0.0, 2.0], [0.0, 1.0, 2.0], [3.0, 1.0, 0.0]])
+    m = gold_scores("cnn", scores, ["oil", "photo", "oil", "anime"], classes, 3, 100, 0.9, 0)
+    assert m["gold.cnn.top1"] == 0.0  # gothic wins twice, photo once, anime is unknown
+    assert m["gold.cnn.shared_top1"] == 0.5  # without gothic: oil, photo right; photo over oil and anime wrong
+    assert m["gold.cnn.shared_top3"] == 0.75  # two classes left: a third pick is never a -inf class, anime included
+
+
+def test_a_hit_stays_a_hit_among_the_shared_classes():
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "theme1", "theme2"]
+    gold = list(rng.choice(["a", "b", "c"], 200))
+    m = gold_scores("cnn", rng.normal(size=(200, 4)), gold, classes, 3, 10, 0.9, 0)
+    assert m["gold.cnn.shared_top1"] > m["gold.cnn.top1"] > 0  # themes win some images: never among the shared

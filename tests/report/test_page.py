@@ -120,14 +120,16 @@ def test_the_gold_section_shows_each_encoders_scores_and_the_default_methods_sha
     assert "Scored against the gold" not in report_html(inputs())  # no gold source: no section
     scores = pd.DataFrame([{"encoder": e, "metric": m, "value": v, "lo": v - 0.1, "hi": v + 0.1, "images": 20}
                            for e, base in (("cnn", 0.5), ("style_stats", 0.3))
-                           for m, v in (("top1", base), ("top3", base + 0.2), ("macro_f1", base - 0.1))])
+                           for m, v in (("top1", base), ("top3", base + 0.2), ("macro_f1", base - 0.1),
+                                        ("shared_top1", base + 0.1), ("shared_macro_f1", base))])
     shares = pd.DataFrame([{"method": m, "style": c, "estimated": est, "true": t, "images": 20}
                            for m, ests in (("cc", [0.6, 0.3, 0.1]), ("acc", [0.45, 0.45, 0.1]))
                            for c, est, t in zip(CLASSES, ests, [0.5, 0.5, 0.0])])
     page = report_html(inputs(gold_scores=scores, gold_prevalence=shares, gold_source="horde"))
     gold = page.split("Scored against the gold")[1].split("<main>")[0]
     assert "(horde: 20 hand-checked images)" in gold
-    assert "<td>cnn</td><td>0.500 [0.400, 0.600]</td><td>0.700 [0.600, 0.800]</td>" in gold
+    assert ("<td>cnn</td><td>0.500 [0.400, 0.600]</td><td>0.700 [0.600, 0.800]</td><td>0.400 [0.300, 0.500]</td>"
+            "<td>0.600 [0.500, 0.700]</td><td>0.500 [0.400, 0.600]</td></tr>") in gold
     assert "<td>style_stats</td><td>0.300 [0.200, 0.400]</td>" in gold
     assert "shares of the gold images: acc against the truth" in gold  # the platforms' default method
     assert "<td>anime</td><td>50.0%</td><td>45.0%</td>" in gold and "<td>sketch</td><td>0.0%</td><td>10.0%</td>" in gold

@@ -91,9 +91,9 @@ def test_gold_presets_never_train_and_both_probes_are_scored_on_the_gold(tmp_pat
     metrics = evaluate.main(tmp_path)
     assert metrics["gold.in"] == metrics["gold.kept"] == 9 and metrics["gold.unknown_class"] == 0
     for encoder in ("efficientnet_lite", "style_stats"):
-        for name in ("top1", "top3", "macro_f1"):
+        for name in ("top1", "top3", "macro_f1", "shared_top1", "shared_top3", "shared_macro_f1"):
             key = f"gold.{encoder}.{name}"
             assert metrics[f"{key}.lo"] <= metrics[key] <= metrics[f"{key}.hi"]
     assert metrics["gold.style_stats.top1"] >= 7 / 9  # the synthetic styles are colour statistics
     scores = pd.read_csv(tmp_path / "plots/gold_scores.csv")
-    assert len(scores) == 6 and (scores["images"] == 9).all()
+    assert len(scores) == 12 and (scores["images"] == 9).all()  # 2 encoders x 3 scores x 2 protocols

@@ -24,4 +24,5 @@ def test_the_cpu_profiles_encoder_beats_style_stats_on_the_gold_it_never_trained
     assert metrics["gold.in"] == metrics["gold.kept"] == 101  # every gold image sampled, embedded and scored
     assert metrics[f"gold.{encoder}.top1"] > metrics[f"gold.{baseline}.top1"]
     assert metrics[f"gold.{encoder}.macro_f1"] > metrics[f"gold.{baseline}.macro_f1"]
+    assert metrics[f"gold.{encoder}.shared_macro_f1"] > metrics[f"gold.{baseline}.shared_macro_f1"]
     assert metrics[f"gold.{encoder}.top1.lo"] > 1 / 8  # above uniform chance over the gold's 8 classes
