@@ -21,7 +21,7 @@ from stylemap.model.embedding import read_embeddings
 from stylemap.model.encoders import build_encoder
 from stylemap.model.evaluation import evaluate, model_card_md, predictions_frame, scores_metrics
 from stylemap.model.gold import baseline_probe, embed_images, gold_scores, scores_frame
-from stylemap.model.probe import load_probe, logits
+from stylemap.model.probe import load_probe, logits, style_targets
 from stylemap.model.training_set import split_with_embeddings
 from stylemap.params import Train
 from stylemap.stagespec import for_stage
@@ -88,9 +88,9 @@ def main(root: str | Path = ".") -> dict:
             .set_index("image_id")["image_bytes"]
         probe = Train.model_construct(**{k: card["probe"][k] for k in ("epochs", "lr", "weight_decay")})
         baseline = build_encoder(p.evaluate.baseline_encoder, "", "")
-        w, b, val_scores = baseline_probe(baseline, list(images[originals["image_id"]]),
-                                          originals["label"].map(index).to_numpy(), list(images[val["image_id"]]),
-                                          y_val, len(classes), probe, p.seed)
+        targets = style_targets(list(originals["styles"]), classes)  # as train fitted the probe
+        w, b, val_scores = baseline_probe(baseline, list(images[originals["image_id"]]), targets,
+                                          list(images[val["image_id"]]), y_val, len(classes), probe, p.seed)
         metrics.update(scores_metrics(f"baseline.{baseline.name}.", val_scores, y_val, val_classes, p.evaluate.top_k))
         metrics.update(on_gold(baseline.name, lambda: embed_images(baseline, gold_images), w, b))
 

@@ -1,4 +1,5 @@
-"""train: a linear style probe on frozen embeddings, with a leak-free split (prompt groups, pHash dedup).
+"""train: a linear style probe on frozen embeddings, with a leak-free split (prompt groups, pHash dedup), fitted
+on every style of each image (probe.style_targets), not its first alone.
 
 A train source with gold (corpus/gold.py) never trains on a preset that holds a gold image: those are counted
 rejects (`gold_preset`), and the gold scores them in evaluate and quantify.
@@ -17,7 +18,7 @@ import pandas as pd
 from stylemap import entry, paths, schemas, shards
 from stylemap.corpus.gold import held_out_presets, read_gold
 from stylemap.files import rounded, write_text_atomic
-from stylemap.model.probe import fit_probe, save_probe
+from stylemap.model.probe import fit_probe, save_probe, style_targets
 from stylemap.model.split import split_rows
 from stylemap.model.training_set import recipe_rows
 from stylemap.rejects import Rejects
@@ -29,7 +30,7 @@ def main(root: str | Path = ".") -> dict:
 
     p = for_stage("train", root)
     project = paths.Project(root)
-    recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "label", "aug_seed"])
+    recipes = pd.read_parquet(project.path(paths.RECIPES), columns=["image_id", "label", "styles", "aug_seed"])
     sample = shards.read_dir(project.path(paths.SAMPLE, p.train_source), columns=["image_id", "prompt", "phash"])
     rows, report = recipe_rows(recipes, sample, project, p.train_source)
     gold = read_gold(project.root / p.sources[p.train_source].path, p.train_source)
@@ -64,7 +65,8 @@ def main(root: str | Path = ".") -> dict:
             history.update(metrics)
             live.next_step()
 
-        weight, bias = fit_probe(x[is_train], y[is_train], x[is_val], y[is_val], len(classes), p.train, p.seed, log)
+        targets = style_targets(list(rows["styles"][is_train]), classes)  # every style of an image, not its first
+        weight, bias = fit_probe(x[is_train], targets, x[is_val], y[is_val], len(classes), p.train, p.seed, log)
 
     model_dir = project.path(paths.MODEL)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,8 @@ def main(root: str | Path = ".") -> dict:
     card = {
         "classes": classes,
         "embedding": json.loads(project.path(paths.ENCODER_CARD).read_text()),
-        "probe": {"type": "linear softmax (torch nn.Linear, full-batch AdamW, float64)", "input": "L2-normalised embedding",
+        "probe": {"type": "linear softmax (torch nn.Linear, full-batch AdamW, float64)",
+                  "targets": "each image's styles share its probability mass", "input": "L2-normalised embedding",
                   "epochs": p.train.epochs, "lr": p.train.lr, "weight_decay": p.train.weight_decay, "seed": p.seed},
         "train_source": p.train_source,
         "split": report,

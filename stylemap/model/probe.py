@@ -28,11 +28,27 @@ from stylemap.files import write_text_atomic
 from stylemap.params import Train
 
 
+def style_targets(styles: list[list[str]], classes: list[str]) -> np.ndarray:
+    """Each image's probability mass spread evenly over its styles that are probe classes: the softmax targets of
+    Mahajan et al. (2018), who trained on several hashtags per image, so an image labelled oil_painting and
+    gothic_horror teaches both rather than its first style alone."""
+    index = {c: i for i, c in enumerate(classes)}
+    targets = np.zeros((len(styles), len(classes)))
+    for row, names in enumerate(styles):
+        known = [index[s] for s in dict.fromkeys(names) if s in index]
+        if not known:
+            raise ValueError(f"row {row}: none of its styles {list(names)} is a probe class")
+        targets[row, known] = 1 / len(known)
+    return targets
+
+
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int,
               t: Train, seed: int, log: Callable[[dict], None] = lambda m: None) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression, full batch; returns (W [n_classes, dim], b) for raw embeddings.
 
-    `log` receives {train/loss, train/acc, val/loss, val/acc} after every epoch.
+    `y_train` holds class indices, or per-row class probabilities (`style_targets`); `y_val` class indices.
+    `log` receives {train/loss, train/acc, val/loss, val/acc} after every epoch; with probabilities a training
+    row counts as right when its top class is one of its styles.
     """
     torch.manual_seed(seed)
     x_train, x_val = np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
@@ -41,7 +57,8 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     std[std < 1e-6] = 1.0  # constant features carry no signal; leave them unscaled
     xt = torch.from_numpy((x_train - mean) / std)
     xv = torch.from_numpy((x_val - mean) / std)
-    yt, yv = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_val.astype(np.int64))
+    yt = torch.from_numpy(y_train.astype(np.float64 if y_train.ndim == 2 else np.int64))
+    yv = torch.from_numpy(y_val.astype(np.int64))
     probe = torch.nn.Linear(xt.shape[1], n_classes, dtype=torch.float64)
     optimiser = torch.optim.AdamW(probe.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -53,7 +70,9 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         optimiser.step()
         with torch.no_grad():
             val_logits = probe(xv)
-            log({"train/loss": float(loss), "train/acc": float((logits.argmax(1) == yt).float().mean()),
+            top = logits.argmax(1)
+            right = yt[torch.arange(len(top)), top] > 0 if yt.ndim == 2 else top == yt
+            log({"train/loss": float(loss), "train/acc": float(right.float().mean()),
                  "val/loss": float(loss_fn(val_logits, yv)),
                  "val/acc": float((val_logits.argmax(1) == yv).float().mean())})
     w = probe.weight.detach().numpy() / std  # fold the standardisation into W and b

@@ -8,7 +8,7 @@ import torch
 
 from stylemap.model import split as train
 from stylemap.model.encoders import l2_normalise
-from stylemap.model.probe import fit_probe, predict_proba
+from stylemap.model.probe import fit_probe, predict_proba, style_targets
 from tests.support.fixtures import make_params
 
 
@@ -129,3 +129,29 @@ def test_a_preset_groups_its_images_whatever_their_prompts():
     presets = rows.assign(split=split)[rows["preset"].notna()].groupby("preset")["split"].nunique()
     assert (presets == 1).all() and len(presets) == 5
     assert report["groups"] == 5 + 10  # 5 presets over 30 rows, then the other 30 rows' 10 prompts
+
+
+def test_style_targets_spread_each_image_over_its_styles_that_are_probe_classes():
+    t = style_targets([["b"], ["a", "c"], ["c", "gothic", "a", "c"]], ["a", "b", "c"])
+    np.testing.assert_array_equal(t, [[0, 1, 0], [0.5, 0, 0.5], [0.5, 0, 0.5]])  # unknown and repeated styles ignored
+    with pytest.raises(ValueError, match=r"row 1: none of its styles \['gothic'\] is a probe class"):
+        style_targets([["a"], ["gothic"]], ["a", "b"])
+
+
+def test_an_images_second_style_is_learned_too():
+    """Class 2 is only ever a second style: fitted on first styles alone the probe never predicts it; fitted on
+    every style, it does where class 2 is the shared style."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 3
+    first = np.repeat([0, 1], 60)
+    with_c = np.arange(120) % 60 >= 30  # half of each first style also shows c
+    x = l2_normalise(centres[first] + centres[2] * with_c[:, None] + rng.normal(size=(120, 16)) * 0.3)
+    styles = [[["a", "b"][f]] + (["c"] if c else []) for f, c in zip(first, with_c)]
+    t = make_params({"train.epochs": 200}).train
+    w1, b1 = fit_probe(x, first, x[:2], first[:2], 3, t, seed=0)
+    assert not (predict_proba(x, w1, b1).argmax(1) == 2).any()
+    history = []
+    w, b = fit_probe(x, style_targets(styles, ["a", "b", "c"]), x[:2], first[:2], 3, t, seed=0, log=history.append)
+    probs = predict_proba(x, w, b)
+    assert (probs[with_c, 2] > probs[~with_c, 2].max()).all()  # every image with c scores c above every one without
+    assert history[-1]["train/acc"] == 1.0  # the top class is always one of the image's styles
