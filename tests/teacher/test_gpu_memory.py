@@ -3,6 +3,8 @@ do not. nvidia-smi is a script on PATH here that lists the processes the test st
 from __future__ import annotations
 
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +27,16 @@ def smi(tmp_path, monkeypatch):
 
 @pytest.fixture
 def engine_process():
-    """A process whose command line reads like an orphaned vLLM engine core."""
+    """A process whose command line reads like an orphaned vLLM engine core (waited for: until bash has exec'd,
+    /proc shows the forking pytest's command line)."""
     proc = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 60"])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    for _ in range(500):
+        if cmdline.read_bytes().startswith(b"VLLM::EngineCore"):
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail(f"pid {proc.pid} never exec'd VLLM::EngineCore")
     yield proc
     proc.kill()
     proc.wait()
