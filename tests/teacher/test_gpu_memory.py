@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -30,9 +29,8 @@ def engine_process():
     """A process whose command line reads like an orphaned vLLM engine core (waited for: until bash has exec'd,
     /proc shows the forking pytest's command line)."""
     proc = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 60"])
-    cmdline = Path(f"/proc/{proc.pid}/cmdline")
     for _ in range(500):
-        if cmdline.read_bytes().startswith(b"VLLM::EngineCore"):
+        if gpu_memory._command(proc.pid).startswith("VLLM::EngineCore"):  # what engine_holders will read
             break
         time.sleep(0.01)
     else:
